@@ -1,0 +1,765 @@
+"""Read a returned message and say, per recipient, whether the address is dead.
+
+Pipeline: parse the raw bytes leniently -> split the message into sections (notice
+text, RFC 3464 delivery-status, RFC 5965 feedback report, returned original) ->
+per-recipient failures (DSN fields, else the MTA's text format, else flufl.bounce's
+scanners) -> a reason from the diagnostic text and the RFC 3463 status -> hard/soft.
+
+Precision beats recall here: a hard verdict marks the address invalid for ever, so
+only "the address does not exist / is closed" with a permanent code is hard; every
+policy, spam, reputation, quota, size, network or timeout failure is soft, because it
+says nothing final about the address.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import Message
+
+log = logging.getLogger(__name__)
+
+HARD, SOFT, COMPLAINT = "hard", "soft", "complaint"
+# Reasons that say the address itself is unusable; all others are the sender's problem.
+HARD_REASONS = frozenset({"userunknown", "hostunknown", "disabled", "hasmoved", "notaccept"})
+DIAGNOSTIC_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Verdict:
+    address: str
+    verdict: str
+    status: str
+    reason: str
+    diagnostic: str = ""
+
+
+@dataclass
+class Report:
+    recipients: list[Verdict]
+    queue_item_id: str | None = None
+    verp_token: str | None = None
+    message_id: str | None = None
+    is_auto_reply: bool = False
+
+
+def classify(raw: bytes) -> Report:
+    """Classify one returned message; never raises (a mailbox scan must go on)."""
+    try:
+        return _classify(raw)
+    except Exception:
+        log.exception("bounce classification failed")
+        return Report(recipients=[])
+
+
+# --------------------------------------------------------------------------- parsing
+
+ADDRESS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+VERP_RE = re.compile(r"\+bounce-([A-Za-z0-9_.:-]+)@", re.IGNORECASE)
+ENHANCED_STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+SMTP_REPLY_RE = re.compile(r"(?<![\d.#-])([45][0-5]\d)(?:[ -]|$)", re.MULTILINE)
+RETURNED_TYPES = frozenset(
+    {
+        "message/rfc822",
+        "message/global",
+        "text/rfc822-headers",
+        "message/rfc822-headers",
+        "message/global-headers",
+        "message/partial",
+    }
+)
+DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+# Local parts of role addresses that appear in notice text but never as the recipient.
+ROLE_LOCAL_PARTS = frozenset(
+    {"postmaster", "mailer-daemon", "mail-daemon", "abuse", "hostmaster", "noc", "root"}
+)
+
+
+def _parse(raw: bytes) -> Message:
+    # Bounces arrive with any line ending; the parser only splits headers on \n.
+    data = bytes(raw or b"").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return email.message_from_bytes(data, policy=policy.compat32)
+
+
+def _decode(payload: bytes, charset: str | None) -> str:
+    try:
+        return payload.decode(charset or "utf-8", errors="replace")
+    except (LookupError, TypeError):
+        return payload.decode("utf-8", errors="replace")
+
+
+def _part_text(part: Message) -> str:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        # The parser turns delivery-status blocks into header-only messages.
+        return "\n\n".join(_headers_text(sub) for sub in payload if isinstance(sub, Message))
+    body = part.get_payload(decode=True)
+    if isinstance(body, bytes):
+        return _decode(body, part.get_content_charset())
+    return str(payload or "")
+
+
+def _headers_text(msg: Message) -> str:
+    return "\n".join(f"{name}: {_header_str(value)}" for name, value in msg.items())
+
+
+def _header_str(value: object) -> str:
+    # compat32 may hand back Header objects for undecodable 8-bit values.
+    return str(value) if not isinstance(value, str) else value
+
+
+def _header(msg: Message, name: str) -> str:
+    try:
+        return " ".join(_header_str(v) for v in (msg.get_all(name) or []))
+    except Exception:
+        return ""
+
+
+@dataclass
+class Sections:
+    """The parts of a returned message, by role."""
+
+    notice: list[str] = field(default_factory=list)
+    dsn: list[str] = field(default_factory=list)
+    feedback: list[str] = field(default_factory=list)
+    returned: list[Message] = field(default_factory=list)
+    returned_text: list[str] = field(default_factory=list)
+
+
+def _sections(msg: Message) -> Sections:
+    sections = Sections()
+    html: list[str] = []
+    _visit(msg, sections, html)
+    if not sections.notice and html:
+        sections.notice = [re.sub(r"<[^>]+>", " ", h) for h in html]
+    _split_inline_returned(sections)
+    return sections
+
+
+def _visit(part: Message, sections: Sections, html: list[str]) -> None:
+    ctype = part.get_content_type()
+    if ctype in DSN_TYPES:
+        sections.dsn.append(_part_text(part))
+    elif ctype == "message/feedback-report":
+        sections.feedback.append(_part_text(part))
+    elif ctype in RETURNED_TYPES:
+        sections.returned.extend(_returned_messages(part))
+    elif part.is_multipart():
+        for sub in part.get_payload():
+            if isinstance(sub, Message):
+                _visit(sub, sections, html)
+    elif ctype == "text/html":
+        html.append(_part_text(part))
+    elif part.get_content_maintype() in ("text", "message") or not part.get_content_type():
+        sections.notice.append(_part_text(part))
+
+
+def _returned_messages(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [m for m in payload if isinstance(m, Message)]
+    return [email.message_from_string(_part_text(part).lstrip(), policy=policy.compat32)]
+
+
+# A line announcing that the original message (or its headers) follows.
+RETURNED_MARKER_RE = re.compile(
+    r"^[\s>|*=_-]*(?:"
+    r".*\b(?:copy of the (?:original )?message|original message|returned message|"
+    r"message headers|headers of the (?:original )?message|unsent message|"
+    r"message text follows|undelivered message|original mail|header of the message)\b"
+    r"|content-type: message/rfc822"
+    r").*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+HEADER_LINE_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*): ", re.MULTILINE)
+MESSAGE_HEADER_RE = re.compile(
+    r"^(?:Received|Return-Path|Message-I[Dd]|From|To|Subject|Date|MIME-Version|"
+    r"X-[A-Za-z0-9-]+|DKIM-Signature|Content-Type): ",
+)
+
+
+def _split_inline_returned(sections: Sections) -> None:
+    """Text bounces paste the original after a marker line; keep it apart from the notice."""
+    notices = []
+    for text in sections.notice:
+        cut = _returned_start(text)
+        notices.append(text[:cut])
+        if cut < len(text):
+            sections.returned_text.append(text[cut:])
+    sections.notice = notices
+
+
+def _returned_start(text: str) -> int:
+    starts = [len(text)]
+    marker = RETURNED_MARKER_RE.search(text)
+    if marker:
+        starts.append(marker.start())
+    block = _header_block_start(text)
+    if block is not None:
+        starts.append(block)
+    return min(starts)
+
+
+def _header_block_start(text: str) -> int | None:
+    # Three message header lines in a row mean the pasted original has begun.
+    lines = text.split("\n")
+    offset = 0
+    for i, line in enumerate(lines):
+        window = [ln for ln in lines[i : i + 6] if not ln[:1].isspace()][:3]
+        if len(window) == 3 and all(MESSAGE_HEADER_RE.match(ln.lstrip()) for ln in window):
+            return offset
+        offset += len(line) + 1
+    return None
+
+
+# ------------------------------------------------------------------------ identifiers
+
+
+def _queue_item_id(msg: Message, sections: Sections) -> str | None:
+    for returned in sections.returned:
+        value = _header(returned, "X-Queue-Item-Id").strip()
+        if value:
+            return value.split()[0]
+    found = re.search(r"^\s*X-Queue-Item-Id:\s*(\S+)", _body_text(msg, sections), re.I | re.M)
+    return found.group(1) if found else None
+
+
+def _message_id(msg: Message, sections: Sections) -> str | None:
+    for returned in sections.returned:
+        value = _header(returned, "Message-ID").strip()
+        if value:
+            return value.split()[0].strip("<>")
+    found = re.search(
+        r"^\s*Message-I[Dd]:\s*<?([^>\s]+)>?", "\n".join(sections.returned_text), re.M
+    )
+    return found.group(1) if found else None
+
+
+def _verp_token(msg: Message, dsn_blocks: list[dict[str, str]]) -> str | None:
+    candidates = [_header(msg, h) for h in ("To", "Delivered-To", "X-Original-To", "Envelope-To")]
+    candidates += [b.get("original-envelope-id", "") for b in dsn_blocks]
+    for value in candidates:
+        found = VERP_RE.search(value)
+        if found:
+            return found.group(1)
+    return None
+
+
+def _body_text(msg: Message, sections: Sections) -> str:
+    parts = sections.notice + sections.returned_text
+    parts += [_headers_text(m) for m in sections.returned]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------- DSN fields
+
+
+def _field_blocks(text: str) -> list[dict[str, str]]:
+    """RFC 3464 field groups: blocks of 'Name: value' lines separated by blank lines."""
+    blocks = []
+    for chunk in re.split(r"\n[ \t]*\n", text.replace("\r", "")):
+        unfolded = re.sub(r"\n[ \t]+", " ", chunk)
+        fields: dict[str, str] = {}
+        for line in unfolded.split("\n"):
+            name, sep, value = line.partition(":")
+            if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", name.strip()):
+                fields.setdefault(name.strip().lower(), value.strip())
+        if fields:
+            blocks.append(fields)
+    return blocks
+
+
+def _typed_value(value: str) -> str:
+    # "rfc822; user@host", "smtp; 550 ..." -> the part after the type.
+    kind, sep, rest = value.partition(";")
+    if sep and re.fullmatch(r"\s*[A-Za-z0-9-]+\s*", kind):
+        return rest.strip()
+    return value.strip()
+
+
+def _address_in(value: str) -> str | None:
+    found = ADDRESS_RE.search(_typed_value(value))
+    return found.group(0).strip(".").lower() if found else None
+
+
+@dataclass
+class Failure:
+    """One recipient as the bounce describes it, before judgement."""
+
+    address: str
+    action: str = ""
+    status: str = ""
+    diagnostic: str = ""
+    permanent_hint: bool = False
+
+
+def _dsn_failures(blocks: list[dict[str, str]], notice: str) -> list[Failure]:
+    failures: dict[str, Failure] = {}
+    for block in blocks:
+        final = _address_in(block.get("final-recipient", ""))
+        original = _address_in(block.get("original-recipient", ""))
+        address = original or final
+        if not address or address in failures:
+            continue
+        diagnostic = _typed_value(block.get("diagnostic-code", ""))
+        if not diagnostic and final:
+            diagnostic = _context(notice, final)
+        failures[address] = Failure(
+            address=address,
+            action=block.get("action", "").split()[0].lower() if block.get("action") else "",
+            status=_status_in(block.get("status", "")),
+            diagnostic=diagnostic,
+        )
+    return list(failures.values())
+
+
+def _status_in(text: str) -> str:
+    found = ENHANCED_STATUS_RE.search(text)
+    return ".".join(found.groups()) if found else ""
+
+
+def _context(text: str, address: str) -> str:
+    """The paragraph of notice text that mentions an address: its diagnostic."""
+    for paragraph in re.split(r"\n[ \t]*\n", text):
+        if address.lower() in paragraph.lower():
+            return " ".join(paragraph.split())
+    return ""
+
+
+# ------------------------------------------------------------------------ complaints
+
+
+def _complaints(sections: Sections) -> list[str]:
+    fields: dict[str, str] = {}
+    for text in sections.feedback + [t for t in sections.notice if _looks_like_arf(t)]:
+        for block in _field_blocks(text):
+            for name, value in block.items():
+                fields.setdefault(name, value)
+    if not sections.feedback and not fields:
+        return []
+    for name in ("original-rcpt-to", "removal-recipient"):
+        address = _address_in(fields.get(name, ""))
+        if address:
+            return [address]
+    for returned in sections.returned:
+        addresses = [a.lower() for a in ADDRESS_RE.findall(_header(returned, "To"))]
+        if addresses:
+            return addresses
+    return []
+
+
+def _looks_like_arf(text: str) -> bool:
+    return bool(re.search(r"^Feedback-Type:\s*\S", text, re.I | re.M))
+
+
+# ------------------------------------------------------------- provider JSON (Amazon SES)
+
+
+def _ses_notification(sections: Sections) -> dict | None:
+    for text in sections.notice:
+        start = text.find("{")
+        if start < 0 or '"notificationType"' not in text:
+            continue
+        try:
+            data, _ = json.JSONDecoder().raw_decode(text[start:].replace("\n", ""))
+        except ValueError:
+            continue
+        if isinstance(data, dict) and "notificationType" in data:
+            return data
+    return None
+
+
+def _ses_results(data: dict) -> tuple[list[Failure], list[str]]:
+    kind = str(data.get("notificationType", "")).lower()
+    if kind == "complaint":
+        rcpts = data.get("complaint", {}).get("complainedRecipients", [])
+        return [], [str(r.get("emailAddress", "")).lower() for r in rcpts if r.get("emailAddress")]
+    if kind != "bounce":
+        return [], []
+    bounce = data.get("bounce", {})
+    permanent = str(bounce.get("bounceType", "")).lower() == "permanent"
+    failures = [
+        Failure(
+            address=str(r.get("emailAddress", "")).lower(),
+            action=str(r.get("action", "failed")).lower(),
+            status=_status_in(str(r.get("status", ""))),
+            diagnostic=str(r.get("diagnosticCode", "")),
+            permanent_hint=permanent,
+        )
+        for r in bounce.get("bouncedRecipients", [])
+        if r.get("emailAddress")
+    ]
+    return failures, []
+
+
+# -------------------------------------------------------------- text-format bounces
+
+BOUNCE_FROM_RE = re.compile(
+    r"mailer-daemon|postmaster|mail delivery|mail administrator|mdaemon|"
+    r"mail-?daemon|returned mail|delivery subsystem",
+    re.I,
+)
+BOUNCE_SUBJECT_RE = re.compile(
+    r"undeliver|undelivered|delivery (?:status notification|failure|failed|report|problem)|"
+    r"failure notice|returned mail|mail delivery failed|returned to sender|"
+    r"could not be delivered|delivery notification|non[- ]?delivery|nicht zustellbar|"
+    r"unzustellbar|message not delivered|mail system error|rejected|bounce|"
+    r"permanent error|failed delivery|delivery has failed|warning: could not send",
+    re.I,
+)
+
+
+def _looks_like_bounce(msg: Message, sections: Sections) -> bool:
+    if sections.dsn or _header(msg, "X-Failed-Recipients").strip():
+        return True
+    sender = _header(msg, "From") + " " + _header(msg, "Return-Path")
+    return bool(
+        BOUNCE_FROM_RE.search(sender)
+        or BOUNCE_SUBJECT_RE.search(_header(msg, "Subject"))
+        or re.fullmatch(r"\s*<>\s*", _header(msg, "Return-Path") or "x")
+    )
+
+
+def _text_failures(msg: Message, sections: Sections) -> list[Failure]:
+    notice = "\n".join(sections.notice)
+    own = _own_addresses(msg, sections)
+    listed = [a.lower() for a in ADDRESS_RE.findall(_header(msg, "X-Failed-Recipients"))]
+    addresses = listed or _addresses_in_notice(notice, own)
+    return [Failure(address=a, diagnostic=_context(notice, a)) for a in _unique(addresses)]
+
+
+def _addresses_in_notice(notice: str, own: set[str]) -> list[str]:
+    found = []
+    for match in ADDRESS_RE.finditer(notice):
+        address = match.group(0).strip(".").lower()
+        # Addresses inside URLs (".../?user=a@b") are not recipients.
+        if notice[max(0, match.start() - 1) : match.start()] in ("/", "=", "?", ":"):
+            continue
+        if address in own or address.split("@")[0] in ROLE_LOCAL_PARTS:
+            continue
+        found.append(address)
+    return found
+
+
+def _own_addresses(msg: Message, sections: Sections) -> set[str]:
+    """The bounce's own and the original sender's addresses: never the failed recipient."""
+    headers = ("From", "To", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To")
+    values = [_header(msg, h) for h in headers]
+    for returned in sections.returned:
+        values += [_header(returned, h) for h in ("From", "Return-Path", "Sender", "Reply-To")]
+    for text in sections.returned_text:
+        values += re.findall(r"^(?:From|Return-Path|Sender|Reply-To):(.*)$", text, re.I | re.M)
+    return {a.lower() for v in values for a in ADDRESS_RE.findall(v)}
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _flufl_failures(msg: Message, sections: Sections) -> list[Failure]:
+    from flufl.bounce import all_failures
+
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception:
+        return []
+    notice = "\n".join(sections.notice)
+    failures = []
+    for raw_address in sorted(permanent | temporary):
+        address = raw_address.decode("utf-8", "replace").lower()
+        failures.append(
+            Failure(
+                address=address,
+                diagnostic=_context(notice, address),
+                permanent_hint=raw_address in permanent,
+            )
+        )
+    return failures
+
+
+# ------------------------------------------------------------------ reason vocabulary
+
+# Ordered: the first match wins. Sender-side and transient causes come before
+# "user unknown" phrases, so a spam block worded as "recipient rejected" stays soft.
+REASON_PHRASES: list[tuple[str, str]] = [
+    (
+        "mailboxfull",
+        r"mailbox (?:is )?full|mail ?box full|over ?quota|quota (?:exceeded|exceed|full)|"
+        r"exceeded (?:the )?(?:storage|quota)|insufficient (?:disk |system )?storage|"
+        r"mailbox (?:size )?limit|out of (?:disk )?space|disk quota|user is over|"
+        r"mailfolder is full|storage (?:quota|allocation) exceeded|"
+        r"has exceeded (?:its|his|her) (?:storage|quota)|not enough space",
+    ),
+    (
+        "toobig",
+        r"message (?:is )?too (?:big|large)|size exceeds|exceeds? (?:the )?(?:maximum|max)"
+        r"(?: allowed)? (?:message )?size|message size|too large|message length exceeds",
+    ),
+    (
+        "ratelimit",
+        r"rate limit|too many (?:messages|connections|recipients)|try again later|"
+        r"throttl|temporarily deferred|sending rate",
+    ),
+    (
+        "authfailure",
+        r"\bdmarc\b|\bspf\b|\bdkim\b|authenticat|sender policy framework|"
+        r"unauthenticated|not authorized to send",
+    ),
+    (
+        "spam",
+        r"\bspam|junk mail|content (?:filter|rejected)|bulk mail|\bvirus|malware|"
+        r"message (?:content )?rejected|suspicious|unsolicited",
+    ),
+    (
+        "blocked",
+        r"blocked|black ?list|block ?list|\brbl\b|\bdnsbl\b|spamhaus|spamcop|"
+        r"listed (?:at|in|on|by)|reputation|reverse (?:dns|lookup)|\bptr\b|"
+        r"\bhelo\b|banned|poor reputation|not allowed to send|refused to talk|"
+        r"access denied|relay(?:ing)? (?:access )?denied|relaying (?:not )?(?:allowed|permitted)|"
+        r"unable to relay|not permitted to relay|smtp server of your isp|dynamic ip|"
+        r"client host rejected|sender (?:address )?rejected|domain of sender|"
+        r"sender verify failed|rejected by (?:the )?(?:filter|policy)|tls required|"
+        r"requires? (?:a )?(?:secure|tls|encrypt)",
+    ),
+    (
+        "policy",
+        r"\bpolicy\b|administrative prohibition|prohibited|not compliant|rfc ?5322|"
+        r"message header|header (?:is|was) (?:not|invalid)",
+    ),
+    (
+        "disabled",
+        r"account (?:has been |is |was )?(?:disabled|suspended|deactivated|inactive|locked|"
+        r"closed|expired|blocked)|"
+        r"mailbox (?:has been |is |was )?(?:disabled|suspended|deactivated|inactive|closed|"
+        r"locked)|(?:disabled|suspended|inactive|deactivated|closed) (?:account|mailbox|user)|"
+        r"user (?:account )?(?:is )?(?:disabled|suspended|inactive|deactivated)|"
+        r"no longer (?:active|in use|valid|available|exists)|"
+        r"is not accepting (?:any )?mail|account is unavailable",
+    ),
+    ("hasmoved", r"has moved|address (?:has )?changed|no longer at this address"),
+    (
+        "hostunknown",
+        r"host (?:or domain name )?not found|unknown host|no such (?:host|domain)|"
+        r"domain (?:name )?(?:not found|does not exist|unknown|doesn't exist)|"
+        r"unrouteable (?:mail )?domain|name service error|host unknown|"
+        r"unknown domain|domain is not (?:valid|hosted)|invalid domain|"
+        r"no mx|nxdomain|mx (?:record )?not found|bad destination (?:mailbox address|host)",
+    ),
+    ("notaccept", r"does not accept (?:e-?)?mail|null mx|not accept(?:ing)? mail"),
+    (
+        "userunknown",
+        r"user(?:name)? (?:is )?unknown|unknown (?:user|recipient|local[- ]part|address|"
+        r"mailbox|account|alias)|no such (?:user|mailbox|recipient|address|account|"
+        r"local user|person)|(?:user|mailbox|recipient|address|account|addressee)"
+        r"(?: name)? (?:does not|doesn't|did not) exist|"
+        r"(?:user|mailbox|recipient|address|account)(?: name)? (?:not found|unavailable|"
+        r"not exist|invalid|is invalid|not valid|unknown)|"
+        r"(?:invalid|bad|unknown) (?:recipient|mailbox|user|address)|"
+        r"not (?:a )?(?:valid|known) (?:user|mailbox|recipient)|"
+        r"no mailbox|mailbox not (?:found|available)|recipient not found|"
+        r"doesn't have an? .{0,20}account|does not have an? .{0,20}account|"
+        r"unrouteable address|unknown or illegal alias|not listed in|"
+        r"address rejected|no account|is not a valid|undeliverable address|"
+        r"couldn't be found|could not be found|not our customer|no valid recipients|"
+        r"recipient (?:address )?rejected|user not found|nonexistent|non-existent|"
+        r"no such|invalid address|unknown user",
+    ),
+    (
+        "expired",
+        r"retry time(?:out)? (?:not reached|exceeded)|timed? ?out|time(?:d)? out|"
+        r"could not be delivered (?:with|within)|delivery time expired|"
+        r"message expired|(?:giving|given) up|too long|undeliverable for|"
+        r"has been delayed|still undelivered|(?:for|after) \d+ (?:days|hours)",
+    ),
+    (
+        "network",
+        r"connection (?:refused|reset|timed out|closed|lost)|network|"
+        r"could not connect|unable to connect|no route|lost connection|"
+        r"connect to .* failed|dns|temporary lookup failure|unreachable",
+    ),
+    (
+        "systemerror",
+        r"system error|internal error|local error|server error|"
+        r"resources|mail loop|loops? back|too many hops|routing loop|system config",
+    ),
+]
+REASON_RES = [(reason, re.compile(pattern, re.I)) for reason, pattern in REASON_PHRASES]
+
+# RFC 3463 (and the IANA registry): subject.detail -> reason, when the text says nothing.
+STATUS_REASONS: dict[str, str] = {
+    "1.1": "userunknown",
+    "1.2": "hostunknown",
+    "1.3": "userunknown",
+    "1.6": "hasmoved",
+    "1.10": "notaccept",
+    "2.1": "disabled",
+    "2.2": "mailboxfull",
+    "2.3": "toobig",
+    "3.4": "toobig",
+    "4.7": "expired",
+    "7.13": "disabled",
+}
+STATUS_SUBJECT_REASONS = {
+    "1": "undefined",
+    "2": "undefined",
+    "3": "systemerror",
+    "4": "network",
+    "5": "undefined",
+    "6": "policy",
+    "7": "policy",
+}
+
+
+def _reason_from_text(text: str) -> str | None:
+    for reason, pattern in REASON_RES:
+        if pattern.search(text):
+            return reason
+    return None
+
+
+def _reason_from_status(status: str) -> str:
+    _, _, rest = status.partition(".")
+    if rest in STATUS_REASONS:
+        return STATUS_REASONS[rest]
+    return STATUS_SUBJECT_REASONS.get(rest.split(".")[0], "undefined")
+
+
+# Status codes whose subject is specific enough that the text need not be consulted:
+# the address-level ones are still checked against text so "5.1.1 mailbox full" is soft.
+SPECIFIC_STATUSES = frozenset({"2.2", "2.3", "3.4", "7.13", "1.6", "1.10"})
+
+
+def _reason(failure: Failure, status: str) -> str:
+    text_reason = _reason_from_text(_strip_addresses(failure.diagnostic))
+    rest = status.partition(".")[2]
+    if rest in SPECIFIC_STATUSES:
+        return _reason_from_status(status)
+    if text_reason:
+        return text_reason
+    return _reason_from_status(status) if status else "undefined"
+
+
+def _strip_addresses(text: str) -> str:
+    # Local parts like "spam-trap@" or domains like "blocked.example" must not trigger phrases.
+    return ADDRESS_RE.sub(" ", re.sub(r"https?://\S+", " ", text))
+
+
+# ------------------------------------------------------------------------ judgement
+
+TRANSIENT_TEXT_RE = re.compile(
+    r"will (?:be )?retr|will keep trying|still trying|not yet been delivered|"
+    r"delivery (?:has been |is )?delayed|temporar|warning: message|"
+    r"has not been delivered yet|deferred",
+    re.I,
+)
+
+
+def _status(failure: Failure) -> str:
+    """The most informative status: an enhanced code in the diagnostic beats a generic X.0.0."""
+    from_text = _status_in(failure.diagnostic)
+    if failure.status and not failure.status.endswith(".0.0"):
+        return failure.status
+    if from_text:
+        return from_text
+    reply = SMTP_REPLY_RE.search(failure.diagnostic)
+    if failure.status:
+        return failure.status
+    return f"{reply.group(1)[0]}.0.0" if reply else ""
+
+
+def _is_permanent(failure: Failure, status: str, notice: str) -> bool:
+    if failure.action in ("delayed",):
+        return False
+    if status:
+        return status.startswith("5")
+    if failure.permanent_hint or failure.action == "failed":
+        return True
+    return not TRANSIENT_TEXT_RE.search(notice)
+
+
+def _verdict(failure: Failure, notice: str) -> Verdict:
+    status = _status(failure)
+    reason = _reason(failure, status)
+    hard = reason in HARD_REASONS and _is_permanent(failure, status, notice)
+    return Verdict(
+        address=failure.address,
+        verdict=HARD if hard else SOFT,
+        status=status,
+        reason=reason,
+        diagnostic=" ".join(failure.diagnostic.split())[:DIAGNOSTIC_LIMIT],
+    )
+
+
+# ------------------------------------------------------------------------ auto-replies
+
+AUTO_REPLY_SUBJECT_RE = re.compile(
+    r"out of (?:the )?office|auto(?:matic)?[- ]?(?:reply|response|antwort)|^auto:|"
+    r"vacation|away from|abwesen|absence|\baway\b|on leave|congés",
+    re.I,
+)
+
+
+def _is_auto_reply(msg: Message) -> bool:
+    submitted = _header(msg, "Auto-Submitted").lower()
+    if submitted.startswith("auto-replied"):
+        return True
+    if any(_header(msg, h) for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response")):
+        return True
+    if _header(msg, "Precedence").strip().lower() == "auto_reply":
+        return True
+    return bool(AUTO_REPLY_SUBJECT_RE.search(_header(msg, "Subject")))
+
+
+# ---------------------------------------------------------------------------- driver
+
+NOT_FAILED_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
+
+
+def _classify(raw: bytes) -> Report:
+    msg = _parse(raw)
+    sections = _sections(msg)
+    dsn_blocks = [b for text in sections.dsn for b in _field_blocks(text)]
+    if not dsn_blocks:
+        dsn_blocks = _inline_dsn_blocks(sections)
+    report = Report(
+        recipients=[],
+        queue_item_id=_queue_item_id(msg, sections),
+        verp_token=_verp_token(msg, dsn_blocks),
+        message_id=_message_id(msg, sections),
+    )
+    failures, complaints = _failures_and_complaints(msg, sections, dsn_blocks)
+    notice = "\n".join(sections.notice)
+    report.recipients = [Verdict(a, COMPLAINT, "", "complaint") for a in _unique(complaints)]
+    if not complaints:
+        failed = [f for f in failures if f.action not in NOT_FAILED_ACTIONS and f.address]
+        report.recipients = [_verdict(f, notice) for f in failed]
+    report.is_auto_reply = not failures and not complaints and _is_auto_reply(msg)
+    return report
+
+
+def _inline_dsn_blocks(sections: Sections) -> list[dict[str, str]]:
+    # Some MTAs put the RFC 3464 fields in a text/plain part instead of their own part.
+    blocks = [b for text in sections.notice for b in _field_blocks(text)]
+    return [b for b in blocks if "final-recipient" in b or "original-recipient" in b]
+
+
+def _failures_and_complaints(
+    msg: Message, sections: Sections, dsn_blocks: list[dict[str, str]]
+) -> tuple[list[Failure], list[str]]:
+    ses = _ses_notification(sections)
+    if ses is not None:
+        return _ses_results(ses)
+    complaints = _complaints(sections)
+    if complaints or sections.feedback:
+        return [], complaints
+    notice = "\n".join(sections.notice)
+    failures = _dsn_failures(dsn_blocks, notice)
+    if failures or dsn_blocks and not _looks_like_bounce(msg, sections):
+        return failures, []
+    if not _looks_like_bounce(msg, sections):
+        return [], []
+    return _text_failures(msg, sections) or _flufl_failures(msg, sections), []

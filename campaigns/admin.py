@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count
+
+from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate
+from massmail.models import MassEmail
+from tracking.models import TrackingUrl
+
+
+class MassEmailInline(admin.TabularInline):
+    model = MassEmail
+    fields = ["name", "status", "start_at", "email_template"]
+    extra = 0
+    show_change_link = True
+    autocomplete_fields = ["email_template"]
+
+
+class TrackingUrlInline(admin.TabularInline):
+    model = TrackingUrl
+    fields = ["name", "url", "action", "message", "code"]
+    readonly_fields = ["code"]
+    extra = 0
+
+    @admin.display(description="Code to paste")
+    def code(self, obj) -> str:
+        return obj.code
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ["name", "type", "status", "start_date", "end_date", "mass_email_count"]
+    list_filter = ["type", "status"]
+    search_fields = ["name"]
+    filter_horizontal = ["target_lists", "excluding_target_lists"]
+    inlines = [MassEmailInline, TrackingUrlInline]
+    fieldsets = [
+        (None, {"fields": ["name", "type", "status", "start_date", "end_date", "budget"]}),
+        ("Targets", {"fields": ["target_lists", "excluding_target_lists"]}),
+        (None, {"fields": ["description"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(mass_email_count=Count("mass_emails"))
+
+    @admin.display(description="Mass emails", ordering="mass_email_count")
+    def mass_email_count(self, obj) -> int:
+        return obj.mass_email_count
+
+    def get_inline_instances(self, request, obj=None):
+        # Mass emails and tracking URLs belong to email campaigns only.
+        if obj is None or not obj.allows_mass_email:
+            return []
+        return super().get_inline_instances(request, obj)
+
+
+@admin.register(EmailTemplate)
+class EmailTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "subject", "updated_at"]
+    search_fields = ["name", "subject"]
+
+
+@admin.register(CampaignLogRecord)
+class CampaignLogRecordAdmin(admin.ModelAdmin):
+    """The log is written by the system: rows can be looked at and removed, not edited."""
+
+    list_display = [
+        "action_date",
+        "action",
+        "bounce_type",
+        "email_address",
+        "campaign",
+        "content_type",
+        "object_id",
+        "tracking_url",
+        "is_test",
+    ]
+    list_filter = ["action", "is_test", "bounce_type", "campaign"]
+    list_select_related = ["campaign", "content_type", "tracking_url"]
+    search_fields = ["email_address"]
+    date_hierarchy = "action_date"
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,166 @@
+"""Campaigns, email templates and the campaign log."""
+
+from __future__ import annotations
+
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Campaign(models.Model):
+    class Type(models.TextChoices):
+        EMAIL = "email", "Email"
+        NEWSLETTER = "newsletter", "Newsletter"
+        INFORMATIONAL = "informational", "Informational Email"
+        WEB = "web", "Web"
+        TELEVISION = "television", "Television"
+        RADIO = "radio", "Radio"
+        MAIL = "mail", "Mail"
+
+    class Status(models.TextChoices):
+        PLANNING = "planning", "Planning"
+        ACTIVE = "active", "Active"
+        INACTIVE = "inactive", "Inactive"
+        COMPLETE = "complete", "Complete"
+
+    # Types that can have mass emails; the others are tracked for budget only.
+    MASS_EMAIL_TYPES = (Type.EMAIL, Type.NEWSLETTER, Type.INFORMATIONAL)
+
+    name = models.CharField(max_length=200)
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.EMAIL)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLANNING)
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    description = models.TextField(blank=True)
+    target_lists = models.ManyToManyField(
+        "targets.TargetList", blank=True, related_name="campaigns"
+    )
+    excluding_target_lists = models.ManyToManyField(
+        "targets.TargetList", blank=True, related_name="excluding_campaigns"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors = {}
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            errors["end_date"] = "The end date cannot be before the start date."
+        if self.pk and self.type_is_locked():
+            stored_type = Campaign.objects.filter(pk=self.pk).values_list("type", flat=True)[0]
+            if stored_type != self.type:
+                errors["type"] = "The type cannot change once the campaign has a mass email."
+        if errors:
+            raise ValidationError(errors)
+
+    def type_is_locked(self) -> bool:
+        return self.pk is not None and self.mass_emails.exists()
+
+    @property
+    def allows_mass_email(self) -> bool:
+        return self.type in self.MASS_EMAIL_TYPES
+
+    @property
+    def is_informational(self) -> bool:
+        return self.type == self.Type.INFORMATIONAL
+
+
+class EmailTemplate(models.Model):
+    name = models.CharField(max_length=200)
+    subject = models.CharField(max_length=400)
+    body_html = models.TextField("HTML body")
+    body_text = models.TextField(
+        "text body", blank=True, help_text="Left empty, a text version is made from the HTML."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignLogRecord(models.Model):
+    class Action(models.TextChoices):
+        SENT = "sent", "Sent"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        OPTED_OUT = "opted_out", "Opted Out"
+        BOUNCED = "bounced", "Bounced"
+        OPTED_IN = "opted_in", "Opted In"
+        LEAD_CREATED = "lead_created", "Lead Created"
+
+    class Bounce(models.TextChoices):
+        HARD = "hard", "Hard"
+        SOFT = "soft", "Soft"
+
+    action = models.CharField(max_length=20, choices=Action.choices)
+    action_date = models.DateTimeField(default=timezone.now)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="log_records")
+    mass_email = models.ForeignKey(
+        "massmail.MassEmail", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    queue_item = models.ForeignKey(
+        "massmail.QueueItem",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="log_records",
+    )
+    # The target (parent) record: a contact, lead, account, user or custom type.
+    content_type = models.ForeignKey(
+        ContentType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    object_id = models.BigIntegerField(null=True, blank=True)
+    target = GenericForeignKey("content_type", "object_id")
+    # The object: the tracking URL clicked, or the template sent.
+    tracking_url = models.ForeignKey(
+        "tracking.TrackingUrl", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    email_template = models.ForeignKey(
+        EmailTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    email_address = models.CharField(max_length=254, blank=True)
+    bounce_type = models.CharField(max_length=4, choices=Bounce.choices, blank=True)
+    is_test = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "campaign log record"
+        ordering = ["-action_date", "-id"]
+        indexes = [
+            models.Index(fields=["campaign", "action", "action_date"]),
+            models.Index(fields=["campaign", "-action_date"]),
+        ]
+        constraints = [
+            # The engine and the endpoints insert with ON CONFLICT DO NOTHING against
+            # these: Sent, Opened and Opted Out once per queue item, Clicked once per
+            # (queue item, tracking URL), a bounce once per (queue item, kind).
+            models.UniqueConstraint(
+                fields=["queue_item", "action"],
+                condition=Q(action__in=["sent", "opened", "opted_out"]),
+                name="log_once_per_item",
+            ),
+            models.UniqueConstraint(
+                fields=["queue_item", "tracking_url"],
+                condition=Q(action="clicked"),
+                name="log_click_once_per_item_url",
+            ),
+            models.UniqueConstraint(
+                fields=["queue_item", "bounce_type"],
+                condition=Q(action="bounced"),
+                name="log_bounce_once_per_item_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.email_address}"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MassmailConfig(AppConfig):
+    name = "massmail"
+    verbose_name = "Mass email"

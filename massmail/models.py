@@ -1,0 +1,228 @@
+"""Mass emails, their queue, and the outbound settings that govern sending."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class OutboundSettings(models.Model):
+    """One row (pk=1), edited by administrators: Administration > Outbound Emails."""
+
+    max_per_hour = models.PositiveIntegerField(
+        "max emails per hour", default=100, validators=[MinValueValidator(1)]
+    )
+    max_per_batch = models.PositiveIntegerField(
+        "max emails per batch",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Empty: no cap beyond the hourly one.",
+    )
+    spread_over_hour = models.BooleanField(
+        "spread the hourly cap over the hour",
+        default=False,
+        help_text="Each tick sends only its share of the hourly cap (kind to reputation).",
+    )
+    max_attempts = models.PositiveIntegerField(default=3, validators=[MinValueValidator(1)])
+    disable_mandatory_opt_out_link = models.BooleanField(
+        default=False,
+        help_text="Also drops the List-Unsubscribe headers.",
+    )
+    open_tracking = models.BooleanField("email open tracking", default=False)
+    use_verp = models.BooleanField("use VERP", default=False)
+    site_url = models.URLField(
+        "site URL for links",
+        blank=True,
+        help_text="The public URL of this site used in links; empty: the SITE_URL setting.",
+    )
+    from_address = models.EmailField(
+        "default from address", blank=True, help_text="Empty: DEFAULT_FROM_EMAIL."
+    )
+    from_name = models.CharField("default from name", max_length=200, blank=True)
+    bounce_address = models.EmailField(
+        blank=True,
+        help_text="Envelope sender (Return-Path); with VERP it carries a token per message. "
+        "Empty: the from address.",
+    )
+    list_id = models.CharField(
+        "List-Id", max_length=200, blank=True, help_text="e.g. Acme Newsletter <news.example.com>"
+    )
+    soft_bounce_threshold = models.PositiveIntegerField(
+        default=3, help_text="Soft bounces within the window that make an address invalid."
+    )
+    soft_bounce_window_days = models.PositiveIntegerField(default=30)
+    truncate_ip = models.BooleanField(
+        "truncate IP addresses of hits",
+        default=True,
+        help_text="Keep only the network part (/24, /48) of recipients' IP addresses.",
+    )
+
+    class Meta:
+        verbose_name = "outbound email settings"
+        verbose_name_plural = "outbound email settings"
+
+    def __str__(self) -> str:
+        return "Outbound email settings"
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> OutboundSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    @property
+    def effective_site_url(self) -> str:
+        return (self.site_url or settings.SITE_URL).rstrip("/")
+
+
+class MassEmail(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PENDING = "pending", "Pending"
+        IN_PROCESS = "in_process", "In Process"
+        PAUSED = "paused", "Paused"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    campaign = models.ForeignKey(
+        "campaigns.Campaign", on_delete=models.CASCADE, related_name="mass_emails"
+    )
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    start_at = models.DateTimeField("date start")
+    email_template = models.ForeignKey(
+        "campaigns.EmailTemplate", on_delete=models.PROTECT, related_name="mass_emails"
+    )
+    from_address = models.EmailField(blank=True)
+    from_name = models.CharField(max_length=200, blank=True)
+    reply_to_address = models.EmailField(blank=True)
+    reply_to_name = models.CharField(max_length=200, blank=True)
+    opt_out_entirely = models.BooleanField(
+        default=False,
+        help_text="An opt-out stops all marketing email to the address, not only these lists.",
+    )
+    target_lists = models.ManyToManyField(
+        "targets.TargetList",
+        blank=True,
+        related_name="mass_emails",
+        help_text="Empty: the campaign's target lists.",
+    )
+    excluding_target_lists = models.ManyToManyField(
+        "targets.TargetList", blank=True, related_name="excluding_mass_emails"
+    )
+    group_email_account = models.ForeignKey(
+        "bounces.GroupEmailAccount",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="mass_emails",
+    )
+    queue_built_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "mass email"
+        ordering = ["-start_at"]
+        indexes = [models.Index(fields=["status", "start_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.campaign_id and not self.campaign.allows_mass_email:
+            raise ValidationError(
+                {
+                    "campaign": "Mass emails are only for Email, Newsletter and "
+                    "Informational Email campaigns."
+                }
+            )
+
+    def can_send_test(self) -> bool:
+        return self.status != self.Status.CANCELED
+
+    def can_pause(self) -> bool:
+        return self.status in (self.Status.PENDING, self.Status.IN_PROCESS)
+
+    def can_resume(self) -> bool:
+        return self.status == self.Status.PAUSED
+
+    def can_cancel(self) -> bool:
+        return self.status in (
+            self.Status.DRAFT,
+            self.Status.PENDING,
+            self.Status.IN_PROCESS,
+            self.Status.PAUSED,
+        )
+
+
+class QueueItem(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        # A worker died between claiming and recording the outcome: the SMTP
+        # server may or may not have the message. Never resent silently.
+        UNKNOWN = "unknown", "Delivery unknown"
+        CANCELED = "canceled", "Canceled"
+
+    # Public, non-sequential id used in links, headers and bounces.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    mass_email = models.ForeignKey(MassEmail, on_delete=models.CASCADE, related_name="queue_items")
+    content_type = models.ForeignKey(
+        ContentType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    object_id = models.BigIntegerField(null=True, blank=True)
+    target = GenericForeignKey("content_type", "object_id")
+    email_address = models.ForeignKey(
+        "targets.EmailAddress", on_delete=models.PROTECT, related_name="queue_items"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField("Message-ID", max_length=255, blank=True)
+    is_test = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "queue item"
+        indexes = [
+            # Claiming: pending items of a mass email in id order, without walking
+            # the rows already sent.
+            models.Index(
+                fields=["mass_email", "id"],
+                condition=Q(status="pending"),
+                name="queue_item_pending",
+            ),
+            # The hourly cap counts what went out in the last 60 minutes.
+            models.Index(fields=["sent_at"], name="queue_item_sent_at"),
+            models.Index(fields=["status", "claimed_at"], name="queue_item_status_claimed"),
+            models.Index(fields=["mass_email", "status"], name="queue_item_mass_email_status"),
+        ]
+        constraints = [
+            # One message per address per mass email, whatever happens.
+            models.UniqueConstraint(
+                fields=["mass_email", "email_address"],
+                condition=Q(is_test=False),
+                name="queue_item_one_per_address",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email_address} ({self.get_status_display()})"

@@ -1,0 +1,292 @@
+"""Targets of mass email: shared email addresses, accounts, contacts, leads, target lists.
+
+An address is one row shared by every record that uses it (EspoCRM's model), so
+opting out or invalidating it applies to all of them. Records of any registered
+target type (see targets.registry) link to addresses through RecordEmailAddress
+and join target lists through TargetListMember; both are keyed by content type
+and object id so that users and custom models need no column of their own.
+"""
+
+from __future__ import annotations
+
+import email_validator
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.db import connection, models, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+
+def normalize_address(address: str) -> str:
+    return address.strip().lower()
+
+
+def validate_address(address: str) -> str:
+    """The normalised address, or a ValidationError saying what is wrong with it."""
+    try:
+        result = email_validator.validate_email(address.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError as error:
+        raise ValidationError(
+            f"{address.strip()!r} is not a valid email address: {error}"
+        ) from None
+    return normalize_address(result.normalized)
+
+
+class EmailAddressQuerySet(models.QuerySet):
+    def for_address(self, address: str) -> EmailAddress:
+        obj, _ = self.get_or_create(address=normalize_address(address))
+        return obj
+
+    def mailable(self, *, ignore_opt_out: bool = False) -> EmailAddressQuerySet:
+        qs = self.filter(invalid=False)
+        return qs if ignore_opt_out else qs.filter(opt_out=False)
+
+
+class EmailAddress(models.Model):
+    address = models.CharField(max_length=254, unique=True)
+    opt_out = models.BooleanField("opted out", default=False)
+    invalid = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = EmailAddressQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "email addresses"
+        ordering = ["address"]
+
+    def __str__(self) -> str:
+        return self.address
+
+    def save(self, *args, **kwargs) -> None:
+        self.address = normalize_address(self.address)
+        super().save(*args, **kwargs)
+
+    @property
+    def mailable(self) -> bool:
+        return not (self.opt_out or self.invalid)
+
+
+class RecordEmailAddress(models.Model):
+    """One of a record's addresses; at most one per record is primary."""
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    object_id = models.BigIntegerField()
+    record = GenericForeignKey("content_type", "object_id")
+    email_address = models.ForeignKey(
+        EmailAddress, on_delete=models.CASCADE, related_name="record_links"
+    )
+    primary = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "record email address"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "email_address"],
+                name="record_email_address_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["content_type", "object_id"],
+                condition=Q(primary=True),
+                name="record_one_primary_address",
+            ),
+        ]
+        indexes = [models.Index(fields=["email_address", "content_type"])]
+
+    def __str__(self) -> str:
+        return f"{self.email_address} ({'primary' if self.primary else 'other'})"
+
+
+class HasEmailAddresses(models.Model):
+    """Gives a target model its shared addresses and a primary one."""
+
+    email_address_links = GenericRelation(RecordEmailAddress, related_query_name="%(class)s")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def primary_email(self) -> EmailAddress | None:
+        return primary_email_of(self)
+
+    @property
+    def email(self) -> str:
+        address = self.primary_email
+        return address.address if address else ""
+
+    def set_email_addresses(self, primary: str | None, others: list[str] = ()) -> None:
+        set_email_addresses(self, primary, others)
+
+
+def primary_email_of(record: models.Model) -> EmailAddress | None:
+    link = (
+        RecordEmailAddress.objects.filter(
+            content_type=ContentType.objects.get_for_model(record),
+            object_id=record.pk,
+            primary=True,
+        )
+        .select_related("email_address")
+        .first()
+    )
+    return link.email_address if link else None
+
+
+@transaction.atomic
+def set_email_addresses(record: models.Model, primary: str | None, others=()) -> None:
+    """Make `primary` the record's primary address and `others` its other ones."""
+    ct = ContentType.objects.get_for_model(record)
+    wanted = [normalize_address(a) for a in ([primary] if primary else []) + list(others) if a]
+    links = RecordEmailAddress.objects.filter(content_type=ct, object_id=record.pk)
+    links.exclude(email_address__address__in=wanted).delete()
+    links.update(primary=False)
+    for position, address in enumerate(dict.fromkeys(wanted)):
+        email = EmailAddress.objects.for_address(address)
+        RecordEmailAddress.objects.update_or_create(
+            content_type=ct,
+            object_id=record.pk,
+            email_address=email,
+            defaults={"primary": position == 0 and bool(primary)},
+        )
+
+
+class Account(HasEmailAddresses):
+    """A company."""
+
+    name = models.CharField(max_length=200)
+    website = models.URLField(blank=True)
+    industry = models.CharField(max_length=100, blank=True)
+    phone = models.CharField(max_length=50, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["name"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Person(HasEmailAddresses):
+    salutation = models.CharField(max_length=20, blank=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100)
+    title = models.CharField(max_length=100, blank=True)
+    phone = models.CharField(max_length=50, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["last_name", "first_name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+class Contact(Person):
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts"
+    )
+
+    class Meta(Person.Meta):
+        indexes = [models.Index(fields=["last_name", "first_name"])]
+
+
+class Lead(Person):
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        ASSIGNED = "assigned", "Assigned"
+        IN_PROCESS = "in_process", "In Process"
+        CONVERTED = "converted", "Converted"
+        RECYCLED = "recycled", "Recycled"
+        DEAD = "dead", "Dead"
+
+    account_name = models.CharField("company", max_length=200, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.NEW)
+    source = models.CharField(max_length=100, blank=True)
+    campaign = models.ForeignKey(
+        "campaigns.Campaign", null=True, blank=True, on_delete=models.SET_NULL, related_name="leads"
+    )
+
+    class Meta(Person.Meta):
+        indexes = [models.Index(fields=["last_name", "first_name"])]
+
+
+class TargetListQuerySet(models.QuerySet):
+    def with_counts(self) -> TargetListQuerySet:
+        return self.annotate(
+            entry_count=Count("members"),
+            opted_out_count=Count("members", filter=Q(members__opted_out=True)),
+        )
+
+
+class TargetList(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TargetListQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def add(self, record: models.Model) -> TargetListMember:
+        member, _ = TargetListMember.objects.get_or_create(
+            target_list=self,
+            content_type=ContentType.objects.get_for_model(record),
+            object_id=record.pk,
+        )
+        return member
+
+    def entry_count(self) -> int:
+        return self.members.count()
+
+    def opted_out_count(self) -> int:
+        return self.members.filter(opted_out=True).count()
+
+    @transaction.atomic
+    def duplicate(self, name: str) -> TargetList:
+        """A copy holding only the members that are not opted out (the reference's rule)."""
+        copy = TargetList.objects.create(name=name, description=self.description)
+        table = TargetListMember._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (target_list_id, content_type_id, object_id, opted_out,"
+                f" added_at) SELECT %s, content_type_id, object_id, %s, %s FROM {table}"
+                " WHERE target_list_id = %s AND NOT opted_out",
+                [copy.pk, False, timezone.now(), self.pk],
+            )
+        return copy
+
+
+class TargetListMember(models.Model):
+    target_list = models.ForeignKey(TargetList, on_delete=models.CASCADE, related_name="members")
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    object_id = models.BigIntegerField()
+    record = GenericForeignKey("content_type", "object_id")
+    opted_out = models.BooleanField(default=False)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "target list member"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target_list", "content_type", "object_id"],
+                name="target_list_member_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["content_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.content_type.model} #{self.object_id} in {self.target_list}"

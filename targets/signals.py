@@ -1,0 +1,14 @@
+"""Users are targets too: keep a user's email field linked as their primary address."""
+
+from django.conf import settings
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from targets.models import set_email_addresses
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def link_user_email(sender, instance, raw: bool = False, update_fields=None, **kwargs) -> None:
+    if raw or (update_fields is not None and "email" not in update_fields):
+        return
+    set_email_addresses(instance, instance.email or None)
