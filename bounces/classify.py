@@ -61,7 +61,7 @@ def classify(raw: bytes) -> Report:
 ADDRESS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 VERP_RE = re.compile(r"\+bounce-([A-Za-z0-9_.:-]+)@", re.IGNORECASE)
 ENHANCED_STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-SMTP_REPLY_RE = re.compile(r"(?<![\d.#-])([45][0-5]\d)(?:[ -]|$)", re.MULTILINE)
+SMTP_REPLY_RE = re.compile(r"(?<![\d.#-])([45][0-5]\d)(?:[ ,-]|$)", re.MULTILINE)
 RETURNED_TYPES = frozenset(
     {
         "message/rfc822",
@@ -74,9 +74,7 @@ RETURNED_TYPES = frozenset(
 )
 DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
 # Local parts of role addresses that appear in notice text but never as the recipient.
-ROLE_LOCAL_PARTS = frozenset(
-    {"postmaster", "mailer-daemon", "mail-daemon", "abuse", "hostmaster", "noc", "root"}
-)
+ROLE_LOCAL_PARTS = frozenset({"mailer-daemon", "mail-daemon", "hostmaster", "noc"})
 
 
 def _parse(raw: bytes) -> Message:
@@ -168,16 +166,18 @@ def _returned_messages(part: Message) -> list[Message]:
 # A line announcing that the original message (or its headers) follows.
 RETURNED_MARKER_RE = re.compile(
     r"^[\s>|*=_-]*(?:"
-    r".*\b(?:copy of the (?:original )?message|original message|returned message|"
-    r"message headers|headers of the (?:original )?message|unsent message|"
-    r"message text follows|undelivered message|original mail|header of the message)\b"
+    r".*\bcopy of (?:the|your) (?:original )?message\b"
+    r"|[\s>|*=_-]*(?:original|returned|undelivered|unsent) (?:message|mail)(?: headers)?"
+    r"(?: follows| below| is attached)?:?[\s*=_-]*"
+    r"|.*\b(?:original |returned )?message (?:headers|text) follows?\b"
+    r"|.*\bheaders? of the (?:original |returned )?message\b"
     r"|content-type: message/rfc822"
-    r").*$",
+    r")[\s.:*=_-]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 HEADER_LINE_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*): ", re.MULTILINE)
 MESSAGE_HEADER_RE = re.compile(
-    r"^(?:Received|Return-Path|Message-I[Dd]|From|To|Subject|Date|MIME-Version|"
+    r"^(?:Received|Return-Path|Delivered-To|Message-I[Dd]|From|To|Subject|Date|MIME-Version|"
     r"X-[A-Za-z0-9-]+|DKIM-Signature|Content-Type): ",
 )
 
@@ -295,6 +295,7 @@ class Failure:
     status: str = ""
     diagnostic: str = ""
     permanent_hint: bool = False
+    context: str = ""  # the notice text around the address: SMTP transcript, command
 
 
 def _dsn_failures(blocks: list[dict[str, str]], notice: str) -> list[Failure]:
@@ -302,7 +303,7 @@ def _dsn_failures(blocks: list[dict[str, str]], notice: str) -> list[Failure]:
     for block in blocks:
         final = _address_in(block.get("final-recipient", ""))
         original = _address_in(block.get("original-recipient", ""))
-        address = original or final
+        address = final or original
         if not address or address in failures:
             continue
         diagnostic = _typed_value(block.get("diagnostic-code", ""))
@@ -310,6 +311,7 @@ def _dsn_failures(blocks: list[dict[str, str]], notice: str) -> list[Failure]:
             diagnostic = _context(notice, final)
         failures[address] = Failure(
             address=address,
+            context=_context(notice, final or address),
             action=block.get("action", "").split()[0].lower() if block.get("action") else "",
             status=_status_in(block.get("status", "")),
             diagnostic=diagnostic,
@@ -323,33 +325,76 @@ def _status_in(text: str) -> str:
 
 
 def _context(text: str, address: str) -> str:
-    """The paragraph of notice text that mentions an address: its diagnostic."""
-    for paragraph in re.split(r"\n[ \t]*\n", text):
-        if address.lower() in paragraph.lower():
-            return " ".join(paragraph.split())
-    return ""
+    """The paragraphs of notice text that mention an address: its diagnostic.
+
+    A paragraph holding little but the address ("<a@b>:") is followed by its reason.
+    """
+    paragraphs = re.split(r"\n[ \t]*\n", text)
+    picked: list[str] = []
+    for i, paragraph in enumerate(paragraphs):
+        if address.lower() not in paragraph.lower():
+            continue
+        others = {a.lower() for a in ADDRESS_RE.findall(paragraph)} - {address.lower()}
+        if len(others) > 1:
+            # A transcript covering several recipients: keep to this address's lines.
+            picked.append(_lines_about(paragraph, address))
+            continue
+        picked.append(" ".join(paragraph.split()))
+        if len(paragraph) - len(address) < 40 and i + 1 < len(paragraphs):
+            picked.append(paragraphs[i + 1])
+    return " ".join(_unique(picked))
+
+
+def _lines_about(paragraph: str, address: str) -> str:
+    """The address's own lines: the command before it, the reply lines up to the next address."""
+    lines = paragraph.split("\n")
+    keep: list[str] = []
+    for i, line in enumerate(lines):
+        if address.lower() not in line.lower():
+            continue
+        if i and lines[i - 1].lstrip().startswith(">>>"):
+            keep.append(lines[i - 1])
+        keep.append(line)
+        for following in lines[i + 1 : i + 4]:
+            # Only the reply ("<<< ...") or indented continuation belongs to this address.
+            if (
+                ADDRESS_RE.search(following)
+                or not following[:1].isspace()
+                and not (following.startswith("<<<"))
+            ):
+                break
+            keep.append(following)
+    return " ".join(" ".join(keep).split())
 
 
 # ------------------------------------------------------------------------ complaints
 
 
-def _complaints(sections: Sections) -> list[str]:
-    fields: dict[str, str] = {}
-    for text in sections.feedback + [t for t in sections.notice if _looks_like_arf(t)]:
-        for block in _field_blocks(text):
-            for name, value in block.items():
-                fields.setdefault(name, value)
-    if not sections.feedback and not fields:
+def _complaints(msg: Message, sections: Sections) -> list[str]:
+    reports = sections.feedback + [t for t in sections.notice if _looks_like_arf(t)]
+    if not reports and not _is_jmrp(msg, sections):
         return []
-    for name in ("original-rcpt-to", "removal-recipient"):
-        address = _address_in(fields.get(name, ""))
-        if address:
-            return [address]
+    # A report may name several recipients, one Original-Rcpt-To line each.
+    named = re.findall(
+        r"^(?:Original-Rcpt-To|Removal-Recipient):(.*)$", "\n".join(reports), re.I | re.M
+    )
+    for returned in sections.returned:
+        named += [_header(returned, "X-HmXmrOriginalRecipient")]
+    addresses = [a for a in (_address_in(v) for v in named) if a]
+    if addresses:
+        return addresses
     for returned in sections.returned:
         addresses = [a.lower() for a in ADDRESS_RE.findall(_header(returned, "To"))]
         if addresses:
             return addresses
     return []
+
+
+def _is_jmrp(msg: Message, sections: Sections) -> bool:
+    """Microsoft's feedback loop (JMRP): the complained-about message, forwarded whole."""
+    if re.match(r"\s*complaint about message from", _header(msg, "Subject"), re.I):
+        return True
+    return any(_header(m, "X-HmXmrOriginalRecipient") for m in sections.returned)
 
 
 def _looks_like_arf(text: str) -> bool:
@@ -417,24 +462,50 @@ def _looks_like_bounce(msg: Message, sections: Sections) -> bool:
     if sections.dsn or _header(msg, "X-Failed-Recipients").strip():
         return True
     sender = _header(msg, "From") + " " + _header(msg, "Return-Path")
-    return bool(
-        BOUNCE_FROM_RE.search(sender)
-        or BOUNCE_SUBJECT_RE.search(_header(msg, "Subject"))
-        or re.fullmatch(r"\s*<>\s*", _header(msg, "Return-Path") or "x")
-    )
+    if BOUNCE_FROM_RE.search(sender) or BOUNCE_SUBJECT_RE.search(_header(msg, "Subject")):
+        return True
+    # A null return path alone is weak: RFC 3834 auto-replies use it too.
+    null_sender = re.fullmatch(r"\s*<>\s*", _header(msg, "Return-Path") or "x")
+    return bool(null_sender) and not _is_auto_reply(msg)
 
 
 def _text_failures(msg: Message, sections: Sections) -> list[Failure]:
     notice = "\n".join(sections.notice)
     own = _own_addresses(msg, sections)
     listed = [a.lower() for a in ADDRESS_RE.findall(_header(msg, "X-Failed-Recipients"))]
-    addresses = listed or _addresses_in_notice(notice, own)
-    return [Failure(address=a, diagnostic=_context(notice, a)) for a in _unique(addresses)]
+    addresses = listed or _addresses_in_notice(notice, own) or _returned_recipients(sections)
+    addresses = _unique(addresses)
+    # A lone recipient whose address the notice never repeats: the whole notice is its reason.
+    whole = " ".join(notice.split()) if len(addresses) == 1 else ""
+    return [
+        Failure(address=a, diagnostic=_context(notice, a) or whole, context=_context(notice, a))
+        for a in addresses
+    ]
+
+
+# Where text formats name a failed recipient: at the start of a line (qmail, Postfix,
+# Exim, Sendmail: "<a@b>:", "  a@b", "<a@b>... reason") or after a recipient label.
+RECIPIENT_POSITION_RE = re.compile(
+    r"(?:^[ \t]*(?:[245]\d\d[ -])?[<\"']?"
+    r"|(?:recipient|address|addressee|user|mailbox|to|for|delivered to|deliver to|"
+    r"message to|mail to|send to|rcpt to)(?:\(s\))?(?:[ \t]*:|[ \t]+)[ \t]*[<\"'(]?)"
+    r"$",
+    re.IGNORECASE,
+)
+HEADER_LIKE_LINE_RE = re.compile(
+    r"^\s*(?:Message-I[Dd]|In-Reply-To|References|Received|From|Date|Subject|"
+    r"Return-Path|Reporting-MTA|Remote-MTA|Reply-To|Sender|X-[\w-]+)\s*:",
+    re.IGNORECASE,
+)
 
 
 def _addresses_in_notice(notice: str, own: set[str]) -> list[str]:
     found = []
     for match in ADDRESS_RE.finditer(notice):
+        line_start = notice.rfind("\n", 0, match.start()) + 1
+        before = notice[line_start : match.start()]
+        if HEADER_LIKE_LINE_RE.match(before) or not RECIPIENT_POSITION_RE.search(before):
+            continue
         address = match.group(0).strip(".").lower()
         # Addresses inside URLs (".../?user=a@b") are not recipients.
         if notice[max(0, match.start() - 1) : match.start()] in ("/", "=", "?", ":"):
@@ -445,9 +516,17 @@ def _addresses_in_notice(notice: str, own: set[str]) -> list[str]:
     return found
 
 
+def _returned_recipients(sections: Sections) -> list[str]:
+    # Last resort for terse notices ("No valid recipients"): whom the original was for.
+    values = [_header(m, "To") for m in sections.returned]
+    values += re.findall(r"^To:(.*)$", "\n".join(sections.returned_text), re.I | re.M)[:1]
+    return [a.lower() for v in values[:1] for a in ADDRESS_RE.findall(v)]
+
+
 def _own_addresses(msg: Message, sections: Sections) -> set[str]:
     """The bounce's own and the original sender's addresses: never the failed recipient."""
-    headers = ("From", "To", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To")
+    # Not Delivered-To / X-Original-To: some MTAs put the failed recipient there.
+    headers = ("From", "To", "Return-Path", "Reply-To", "Sender")
     values = [_header(msg, h) for h in headers]
     for returned in sections.returned:
         values += [_header(returned, h) for h in ("From", "Return-Path", "Sender", "Reply-To")]
@@ -475,6 +554,7 @@ def _flufl_failures(msg: Message, sections: Sections) -> list[Failure]:
             Failure(
                 address=address,
                 diagnostic=_context(notice, address),
+                context=_context(notice, address),
                 permanent_hint=raw_address in permanent,
             )
         )
@@ -486,6 +566,11 @@ def _flufl_failures(msg: Message, sections: Sections) -> list[Failure]:
 # Ordered: the first match wins. Sender-side and transient causes come before
 # "user unknown" phrases, so a spam block worded as "recipient rejected" stays soft.
 REASON_PHRASES: list[tuple[str, str]] = [
+    # A local delivery program failed: the mailer's problem, whatever it printed.
+    (
+        "systemerror",
+        r"command output|command died|procmail|mail(?:box)? delivery program|pipe to \|",
+    ),
     (
         "mailboxfull",
         r"mailbox (?:is )?full|mail ?box full|over ?quota|quota (?:exceeded|exceed|full)|"
@@ -502,7 +587,7 @@ REASON_PHRASES: list[tuple[str, str]] = [
     (
         "ratelimit",
         r"rate limit|too many (?:messages|connections|recipients)|try again later|"
-        r"throttl|temporarily deferred|sending rate",
+        r"throttl|temporarily deferred|sending rate|at a rate that|receiving rate",
     ),
     (
         "authfailure",
@@ -517,12 +602,13 @@ REASON_PHRASES: list[tuple[str, str]] = [
     (
         "blocked",
         r"blocked|black ?list|block ?list|\brbl\b|\bdnsbl\b|spamhaus|spamcop|"
-        r"listed (?:at|in|on|by)|reputation|reverse (?:dns|lookup)|\bptr\b|"
+        r"(?<!not )listed (?:at|in|on|by)|reputation|reverse (?:dns|lookup)|\bptr\b|"
         r"\bhelo\b|banned|poor reputation|not allowed to send|refused to talk|"
         r"access denied|relay(?:ing)? (?:access )?denied|relaying (?:not )?(?:allowed|permitted)|"
         r"unable to relay|not permitted to relay|smtp server of your isp|dynamic ip|"
         r"client host rejected|sender (?:address )?rejected|domain of sender|"
         r"sender verify failed|rejected by (?:the )?(?:filter|policy)|tls required|"
+        r"my name was rejected|open relay|no access from|"
         r"requires? (?:a )?(?:secure|tls|encrypt)",
     ),
     (
@@ -538,18 +624,22 @@ REASON_PHRASES: list[tuple[str, str]] = [
         r"locked)|(?:disabled|suspended|inactive|deactivated|closed) (?:account|mailbox|user)|"
         r"user (?:account )?(?:is )?(?:disabled|suspended|inactive|deactivated)|"
         r"no longer (?:active|in use|valid|available|exists)|"
-        r"is not accepting (?:any )?mail|account is unavailable",
+        r"is not accepting (?:any )?mail|account is unavailable|(?:mailbox|account) is frozen",
     ),
     ("hasmoved", r"has moved|address (?:has )?changed|no longer at this address"),
     (
         "hostunknown",
-        r"host (?:or domain name )?not found|unknown host|no such (?:host|domain)|"
+        r"host (?:or domain name )?not found(?!, try again)|unknown host|no such (?:host|domain)|"
         r"domain (?:name )?(?:not found|does not exist|unknown|doesn't exist)|"
-        r"unrouteable (?:mail )?domain|name service error|host unknown|"
+        r"unrouteable (?:mail )?domain|unrouteable address|host unknown|illegal (?:host|domain)|"
+        r"(?:couldn't|could not|can't|cannot) find (?:a |any )?mail exchanger|"
         r"unknown domain|domain is not (?:valid|hosted)|invalid domain|"
         r"no mx|nxdomain|mx (?:record )?not found|bad destination (?:mailbox address|host)",
     ),
-    ("notaccept", r"does not accept (?:e-?)?mail|null mx|not accept(?:ing)? mail"),
+    (
+        "notaccept",
+        r"does not accept (?:e-?)?mail|null mx|not accept(?:ing)? mail|no smtp service",
+    ),
     (
         "userunknown",
         r"user(?:name)? (?:is )?unknown|unknown (?:user|recipient|local[- ]part|address|"
@@ -562,10 +652,10 @@ REASON_PHRASES: list[tuple[str, str]] = [
         r"not (?:a )?(?:valid|known) (?:user|mailbox|recipient)|"
         r"no mailbox|mailbox not (?:found|available)|recipient not found|"
         r"doesn't have an? .{0,20}account|does not have an? .{0,20}account|"
-        r"unrouteable address|unknown or illegal alias|not listed in|"
-        r"address rejected|no account|is not a valid|undeliverable address|"
+        r"unknown or illegal alias|not listed in|"
+        r"no account|is not a valid|undeliverable address|"
         r"couldn't be found|could not be found|not our customer|no valid recipients|"
-        r"recipient (?:address )?rejected|user not found|nonexistent|non-existent|"
+        r"user not found|nonexistent|non-existent|"
         r"no such|invalid address|unknown user",
     ),
     (
@@ -595,6 +685,9 @@ STATUS_REASONS: dict[str, str] = {
     "1.2": "hostunknown",
     "1.3": "userunknown",
     "1.6": "hasmoved",
+    # x.1.7 / x.1.8 are about the *sender's* address: the recipient is not at fault.
+    "1.7": "blocked",
+    "1.8": "blocked",
     "1.10": "notaccept",
     "2.1": "disabled",
     "2.2": "mailboxfull",
@@ -630,11 +723,17 @@ def _reason_from_status(status: str) -> str:
 
 # Status codes whose subject is specific enough that the text need not be consulted:
 # the address-level ones are still checked against text so "5.1.1 mailbox full" is soft.
-SPECIFIC_STATUSES = frozenset({"2.2", "2.3", "3.4", "7.13", "1.6", "1.10"})
+SPECIFIC_STATUSES = frozenset({"2.2", "2.3", "3.4", "7.13", "1.6", "1.7", "1.8", "1.10"})
+
+
+# RFC 7504: 521 and 556 mean the host does not accept mail at all.
+NO_MAIL_REPLY_RE = re.compile(r"(?<![\d.])(?:521|556)[ -]")
 
 
 def _reason(failure: Failure, status: str) -> str:
     text_reason = _reason_from_text(_strip_addresses(failure.diagnostic))
+    if not text_reason and NO_MAIL_REPLY_RE.search(failure.diagnostic):
+        return "notaccept"
     rest = status.partition(".")[2]
     if rest in SPECIFIC_STATUSES:
         return _reason_from_status(status)
@@ -681,10 +780,67 @@ def _is_permanent(failure: Failure, status: str, notice: str) -> bool:
     return not TRANSIENT_TEXT_RE.search(notice)
 
 
+# Which SMTP command the remote server was answering when it refused the recipient.
+RCPT_STAGE_RE = re.compile(
+    r"(?:after|in reply to|response to|>>>)\s*RCPT|RCPT TO(?: command| response|:)|"
+    r"\[RCPT_TO\]|SMTP:RCPT|does not like recipient|recipient address rejected",
+    re.I,
+)
+DATA_STAGE_RE = re.compile(
+    r"(?:after|in reply to|response to)\s*(?:the )?(?:end of )?DATA|>>> DATA|"
+    r"DATA command|after end of data|message body",
+    re.I,
+)
+# Wordings of the recipient's own server looking the address up and finding nothing
+# (Exchange, Domino/Notes, Office 365, MMS gateways): not what a content filter says.
+DIRECTORY_MISS_RE = re.compile(
+    r"recipient name is not recognized|not listed in (?:the )?(?:domino directory|"
+    r"public name (?:&|and) address book|address book|directory)|"
+    r"address couldn't be found|no valid recipients for this",
+    re.I,
+)
+# Status details that are about the address itself (RFC 3463 x.1.x, x.2.1 disabled).
+ADDRESS_STATUS_RE = re.compile(r"^5\.(?:1\.\d+|2\.1)$")
+
+
+def _stage(failure: Failure) -> str:
+    """The command named nearest to the recipient's address (transcripts list several)."""
+    text = failure.diagnostic + "\n" + failure.context
+    anchor = max(text.lower().find(failure.address), 0)
+    named = [(m.start(), "rcpt") for m in RCPT_STAGE_RE.finditer(text)]
+    named += [(m.start(), "data") for m in DATA_STAGE_RE.finditer(text)]
+    if not named:
+        return ""
+    return min(named, key=lambda item: abs(item[0] - anchor))[1]
+
+
+def _judge(reason: str, status: str, stage: str, directory_miss: bool) -> tuple[str, str]:
+    """hard/soft for a permanent failure; "user unknown" needs proof it was about the address.
+
+    Filters often refuse a message after DATA, or with a bare 550, wording it as
+    "user unknown"; an address status (5.1.x), a refusal of RCPT TO, or a server saying
+    its directory has no such entry prove it.
+    """
+    if reason not in HARD_REASONS:
+        return SOFT, reason
+    if status.startswith("5.1."):
+        return HARD, reason
+    if stage == "data":
+        return SOFT, "filtered"
+    proven = ADDRESS_STATUS_RE.match(status) or stage == "rcpt" or directory_miss
+    if reason == "userunknown" and not proven:
+        return SOFT, "filtered"
+    return HARD, reason
+
+
 def _verdict(failure: Failure, notice: str) -> Verdict:
     status = _status(failure)
     reason = _reason(failure, status)
-    hard = reason in HARD_REASONS and _is_permanent(failure, status, notice)
+    hard = False
+    if _is_permanent(failure, status, notice):
+        directory_miss = bool(DIRECTORY_MISS_RE.search(failure.diagnostic))
+        verdict, reason = _judge(reason, status, _stage(failure), directory_miss)
+        hard = verdict == HARD
     return Verdict(
         address=failure.address,
         verdict=HARD if hard else SOFT,
@@ -753,7 +909,7 @@ def _failures_and_complaints(
     ses = _ses_notification(sections)
     if ses is not None:
         return _ses_results(ses)
-    complaints = _complaints(sections)
+    complaints = _complaints(msg, sections)
     if complaints or sections.feedback:
         return [], complaints
     notice = "\n".join(sections.notice)
