@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 
 
 class Security(models.TextChoices):
@@ -76,3 +78,99 @@ class GroupEmailAccount(models.Model):
             errors["processed_folder"] = "Name the folder processed bounces are moved to."
         if errors:
             raise ValidationError(errors)
+
+
+class BounceEvent(models.Model):
+    """One bounce, rejection or complaint for one address, from any source.
+
+    The soft-bounce threshold counts these rows (not log rows, which exist once per
+    queue item), and (source, event_key, address) makes every source idempotent.
+    Rows without an email address are bounces for addresses this site does not know:
+    kept for an administrator to review rather than dropped.
+    """
+
+    class Verdict(models.TextChoices):
+        HARD = "hard", "Hard bounce"
+        SOFT = "soft", "Soft bounce"
+        COMPLAINT = "complaint", "Complaint"
+
+    source = models.CharField(max_length=50, help_text="imap, smtp, esp:<name>")
+    event_key = models.CharField(max_length=255, blank=True)
+    address = models.CharField(max_length=254, help_text="As the bounce names it.")
+    email_address = models.ForeignKey(
+        "targets.EmailAddress",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="bounce_events",
+    )
+    queue_item = models.ForeignKey(
+        "massmail.QueueItem",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="bounce_events",
+    )
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    status = models.CharField(max_length=20, blank=True)
+    reason = models.CharField(max_length=100, blank=True)
+    diagnostic = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    reviewed = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "bounce event"
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["email_address", "verdict", "occurred_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "event_key", "address"],
+                condition=~Q(event_key=""),
+                name="bounce_event_once_per_source_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} {self.address}"
+
+
+class UnmatchedBounce(BounceEvent):
+    """Bounces naming an address nobody here has: the admin's review list."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "unmatched bounce"
+
+
+class ProcessedMessage(models.Model):
+    """A message the poller has read from a mailbox, so it is never read twice."""
+
+    class Outcome(models.TextChoices):
+        BOUNCE = "bounce", "Bounce or complaint"
+        NOT_BOUNCE = "not_bounce", "Not a bounce (left in place)"
+        ERROR = "error", "Failed to process"
+
+    account = models.ForeignKey(
+        GroupEmailAccount, on_delete=models.CASCADE, related_name="processed_messages"
+    )
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    message_id = models.CharField("Message-ID", max_length=255, blank=True)
+    subject = models.CharField(max_length=255, blank=True)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    error = models.TextField(blank=True)
+    # Kept only when processing failed, so the message can be looked at and retried.
+    raw = models.BinaryField(blank=True, editable=False)
+    processed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "processed mailbox message"
+        ordering = ["-processed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "uidvalidity", "uid"], name="processed_message_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} UID {self.uid}: {self.get_outcome_display()}"

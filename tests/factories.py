@@ -111,3 +111,23 @@ def make_tracking_url(campaign: Campaign, **overrides) -> TrackingUrl:
             **overrides,
         }
     )
+
+
+def make_queue_item(record=None, mass_email: MassEmail | None = None, **overrides):
+    """A sent queue item addressed to `record`'s primary address (a new contact by default)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from massmail.models import QueueItem
+
+    record = record or make_contact()
+    return QueueItem.objects.create(
+        **{
+            "mass_email": mass_email or make_mass_email(),
+            "content_type": ContentType.objects.get_for_model(record),
+            "object_id": record.pk,
+            "email_address": record.primary_email,
+            "status": QueueItem.Status.SENT,
+            "sent_at": timezone.now(),
+            **overrides,
+        }
+    )

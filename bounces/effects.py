@@ -1,0 +1,165 @@
+"""What a bounce or complaint does, whichever way it arrived (mailbox, SMTP reply, ESP).
+
+hard      -> the address is invalid; Bounced (Hard) logged once per queue item.
+soft      -> Bounced (Soft) logged; an address with `soft_bounce_threshold` soft
+             bounces within `soft_bounce_window_days` becomes invalid too.
+complaint -> the address is opted out; Opted Out logged once per queue item.
+
+Every call records BounceEvent rows; (source, event_key, address) is unique, so a
+message read twice or a webhook delivered twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bounces.classify import COMPLAINT, HARD, SOFT, Report, Verdict
+from bounces.models import BounceEvent
+from campaigns.models import CampaignLogRecord
+from massmail.models import OutboundSettings, QueueItem
+from massmail.verp import read_verp_token
+from targets.models import EmailAddress, normalize_address
+
+log = logging.getLogger(__name__)
+
+# When several verdicts must collapse onto one queue item, the strongest wins.
+_SEVERITY = {COMPLAINT: 3, HARD: 2, SOFT: 1}
+
+
+def apply_report(
+    report: Report,
+    *,
+    source: str,
+    queue_item: QueueItem | None = None,
+    event_key: str | None = None,
+) -> list[BounceEvent]:
+    """Apply a classified report; the BounceEvents created (empty when already applied)."""
+    if not report.recipients:
+        return []
+    queue_item = queue_item or find_queue_item(report)
+    pairs = _targets(report.recipients, queue_item)
+    try:
+        with transaction.atomic():
+            events = [
+                _record(verdict, address, source, event_key or "", queue_item)
+                for verdict, address in pairs
+            ]
+            for event in events:
+                _apply(event)
+    except IntegrityError:
+        # The same (source, event_key) was applied before, or concurrently.
+        log.info("bounce %s/%s already applied", source, event_key)
+        return []
+    return events
+
+
+def find_queue_item(report: Report) -> QueueItem | None:
+    """By the X-Queue-Item-Id header, else the HMAC-checked VERP token, else Message-ID."""
+    items = QueueItem.objects.select_related("email_address", "mass_email")
+    uid = _as_uuid(report.queue_item_id)
+    if uid and (item := items.filter(uid=uid).first()):
+        return item
+    verp_uid = read_verp_token(report.verp_token) if report.verp_token else None
+    if verp_uid and (item := items.filter(uid=verp_uid).first()):
+        return item
+    if report.message_id:
+        bare = report.message_id.strip().strip("<>")
+        if bare:
+            return items.filter(message_id__in=[bare, f"<{bare}>"]).first()
+    return None
+
+
+def _as_uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value.strip()) if value else None
+    except ValueError:
+        return None
+
+
+def _targets(verdicts: list[Verdict], item: QueueItem | None) -> list[tuple[Verdict, str]]:
+    """Pair verdicts with the address they are about.
+
+    We send one message to one address, so with a queue item the bounce is about
+    that item's address even when the verdict names a forwarding target or a
+    redacted complainant: verdicts naming the item's address, else the strongest one.
+    """
+    if item is None:
+        return [(v, normalize_address(v.address)) for v in verdicts]
+    own = item.email_address.address
+    matching = [v for v in verdicts if normalize_address(v.address) == own]
+    chosen = matching or [max(verdicts, key=lambda v: _SEVERITY.get(v.verdict, 0))]
+    return [(v, own) for v in chosen]
+
+
+def _record(
+    verdict: Verdict, address: str, source: str, event_key: str, item: QueueItem | None
+) -> BounceEvent:
+    email_address = (
+        item.email_address if item else EmailAddress.objects.filter(address=address).first()
+    )
+    return BounceEvent.objects.create(
+        source=source,
+        event_key=event_key[:255],
+        address=address[:254],
+        email_address=email_address,
+        queue_item=item,
+        verdict=verdict.verdict,
+        status=verdict.status[:20],
+        reason=verdict.reason[:100],
+        diagnostic=verdict.diagnostic,
+    )
+
+
+def _apply(event: BounceEvent) -> None:
+    if event.email_address_id is None:
+        log.info("bounce for unknown address %s kept for review", event.address)
+        return
+    addresses = EmailAddress.objects.filter(pk=event.email_address_id)
+    now = timezone.now()
+    if event.verdict == HARD:
+        addresses.update(invalid=True, updated_at=now)
+        _log(event, CampaignLogRecord.Action.BOUNCED, CampaignLogRecord.Bounce.HARD)
+    elif event.verdict == SOFT:
+        _log(event, CampaignLogRecord.Action.BOUNCED, CampaignLogRecord.Bounce.SOFT)
+        if _soft_threshold_reached(event.email_address_id):
+            addresses.update(invalid=True, updated_at=now)
+    elif event.verdict == COMPLAINT:
+        addresses.update(opt_out=True, updated_at=now)
+        _log(event, CampaignLogRecord.Action.OPTED_OUT, "")
+
+
+def _soft_threshold_reached(email_address_id: int) -> bool:
+    settings = OutboundSettings.load()
+    if not settings.soft_bounce_threshold:
+        return False
+    since = timezone.now() - timedelta(days=settings.soft_bounce_window_days)
+    recent = BounceEvent.objects.filter(
+        email_address_id=email_address_id, verdict=SOFT, occurred_at__gte=since
+    )
+    return recent.count() >= settings.soft_bounce_threshold
+
+
+def _log(event: BounceEvent, action: str, bounce_type: str) -> None:
+    """One log row per queue item and kind; a bounce without a queue item has no campaign."""
+    item = event.queue_item
+    if item is None:
+        return
+    record = CampaignLogRecord(
+        action=action,
+        action_date=event.occurred_at,
+        campaign_id=item.mass_email.campaign_id,
+        mass_email_id=item.mass_email_id,
+        queue_item=item,
+        content_type_id=item.content_type_id,
+        object_id=item.object_id,
+        email_address=item.email_address.address,
+        bounce_type=bounce_type,
+        is_test=item.is_test,
+    )
+    # ON CONFLICT DO NOTHING against the log's once-per-item constraints.
+    CampaignLogRecord.objects.bulk_create([record], ignore_conflicts=True)
