@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
@@ -43,6 +44,8 @@ class OutboundSettingsAdmin(admin.ModelAdmin):
     ]
 
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
         OutboundSettings.load()
         return HttpResponseRedirect(reverse("admin:massmail_outboundsettings_change", args=[1]))
 

@@ -1,0 +1,80 @@
+"""Settings come from the environment; production refuses to start without a secret."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_settings(env: dict[str, str], code: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL"}}
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    result = run_settings({"MASSMAIL_ENV": "production", "MASSMAIL_VAR_DIR": str(tmp_path)}, "")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_embedded_defaults_need_no_services(tmp_path):
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.EMAIL_BACKEND, "
+        "s.TIME_ZONE, bool(s.SECRET_KEY))"
+    )
+    result = run_settings({"MASSMAIL_VAR_DIR": str(tmp_path)}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.sqlite3",
+        "filesystem://",
+        "massmail.outbox.EmailBackend",
+        "UTC",
+        "True",
+    ]
+    assert (tmp_path / "secret_key").exists()
+
+
+def test_services_come_from_the_environment(tmp_path):
+    env = {
+        "MASSMAIL_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": "postgres://u:p@db.example:5432/mm",
+        "CELERY_BROKER_URL": "redis://redis.example:6379/0",
+        "EMAIL_BACKEND": "anymail.backends.sendgrid.EmailBackend",
+        "ANYMAIL_SENDGRID_API_KEY": "key",
+        "SECRET_KEY": "x" * 50,
+        "MASSMAIL_ENV": "production",
+        "ALLOWED_HOSTS": "crm.example.com",
+    }
+    code = (
+        "from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(d['ENGINE'], d['HOST'], s.CELERY_BROKER_URL, s.EMAIL_BACKEND, "
+        "s.ANYMAIL['SENDGRID_API_KEY'], s.DEBUG)"
+    )
+    result = run_settings(env, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql",
+        "db.example",
+        "redis://redis.example:6379/0",
+        "anymail.backends.sendgrid.EmailBackend",
+        "key",
+        "False",
+    ]
+
+
+def test_outbox_backend_writes_one_eml_file_per_message(tmp_path, settings):
+    from django.core.mail import EmailMessage, get_connection
+
+    connection = get_connection("massmail.outbox.EmailBackend", outbox_dir=tmp_path)
+    EmailMessage("Hi", "Body", "a@example.com", ["b@example.com"], connection=connection).send()
+    files = list(tmp_path.glob("*.eml"))
+    assert len(files) == 1 and b"Subject: Hi" in files[0].read_bytes()
