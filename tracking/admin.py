@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from tracking.models import TrackingUrl
+from tracking.models import TEXT_FIELDS, Hit, TrackingUrl, UnsubscribePageText
 
 
 @admin.register(TrackingUrl)
@@ -15,3 +15,33 @@ class TrackingUrlAdmin(admin.ModelAdmin):
     @admin.display(description="Code to paste into a template")
     def code(self, obj) -> str:
         return obj.code
+
+
+@admin.register(Hit)
+class HitAdmin(admin.ModelAdmin):
+    """Raw hits are evidence: visible and removable, never edited."""
+
+    list_display = ["at", "kind", "queue_item", "tracking_url", "is_machine", "machine_reason"]
+    list_filter = ["kind", "is_machine"]
+    list_select_related = ["queue_item__email_address", "tracking_url"]
+    raw_id_fields = ["queue_item", "tracking_url"]
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(UnsubscribePageText)
+class UnsubscribePageTextAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "heading"]
+    fieldsets = [
+        (None, {"fields": ["language"]}),
+        (
+            "Texts (blank: the built-in text, translated into the visitor's language)",
+            {"fields": list(TEXT_FIELDS)},
+        ),
+    ]
