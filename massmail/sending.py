@@ -1,0 +1,719 @@
+"""The sending engine: build queues, claim portions within the hourly cap, send, reconcile.
+
+The database is the queue of record. A tick (Celery beat task, or
+`manage.py send_mass_emails`) builds the queues that are due, then sends portions:
+
+1. Claim. Under one lock that every tick shares (`select_for_update` on the outbound
+   settings row), the budget is the hourly cap minus the items sent in the last 60
+   minutes, minus the items being sent right now, minus the items whose delivery became
+   unknown in the last 60 minutes (they may have gone out). Up to that many pending items
+   are claimed with `FOR UPDATE SKIP LOCKED`, set Sending with the claim time and the
+   worker's name, and the claim is committed before any SMTP traffic. Counting Sending
+   items is what keeps two ticks from spending the same budget.
+2. Send. One SMTP connection per portion. Each item is re-checked first (address now
+   invalid or opted out, target deleted: Failed with the reason). Outcomes are recorded
+   by conditional UPDATEs (`status = sending AND claimed_by = me`) and the Sent log row
+   is inserted with ON CONFLICT DO NOTHING, committed every `FLUSH_EVERY` messages.
+3. Reply codes decide the item's fate:
+   - 2xx: Sent.
+   - 421/450/451/454 (provider throttling): the item goes back to Pending without
+     burning an attempt and the portion stops; the next tick tries again.
+   - other 4xx, connection refused, timeouts: the item in hand is charged an attempt and
+     goes back to Pending with an exponential backoff (`RETRY_BACKOFF` x 2^(n-1)),
+     Failed with the last error once `max_attempts` is reached. When the connection is
+     gone the portion stops; its other items were never offered to the server and go
+     back to Pending unchanged, so an outage makes the queue wait, not fail.
+   - 5.1.x for the recipient: Failed, and a hard bounce through bounces.effects.
+   - other 5xx: Failed with the reply.
+
+Reconciliation rule (crashes). An item still Sending `STALE_AFTER` after its claim (the
+worker died, or lost its database) may or may not have reached the SMTP server. It
+becomes **Delivery unknown** with "interrupted, delivery unknown" and is never resent
+silently: the mass email's queue shows it, and the admin action "Retry" puts chosen
+unknown or failed items back to Pending. A live worker refreshes its claims while it
+works, so only a dead worker's items go stale. The crash window is at most
+`FLUSH_EVERY` messages: those accepted by the server since the last flush of a killed
+worker become unknown, never sent twice. If the server dropped the connection after
+receiving a whole message but before answering it, that item is unknown too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignLogRecord
+from massmail.models import MassEmail, OutboundSettings, QueueItem
+from massmail.transport import Transport, TransportError, transport_for
+from targets.exclusion import excluded_address_ids
+from targets.models import EmailAddress, RecordEmailAddress, TargetListMember
+from targets.registry import target_types
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(minutes=15)
+HEARTBEAT_EVERY = timedelta(minutes=1)
+RETRY_BACKOFF = timedelta(minutes=5)
+CAP_WINDOW = timedelta(minutes=60)
+CLAIM_CHUNK = 500  # items claimed at once; bounds a worker's memory, not the portion
+FLUSH_EVERY = 25  # messages between outcome commits: the crash window
+DEFAULT_TICK_MINUTES = 10
+INTERRUPTED = "interrupted, delivery unknown"
+
+Status = QueueItem.Status
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+# ---------------------------------------------------------------- queue building
+
+
+def build_due_queues(now: datetime | None = None) -> list[int]:
+    """Build the queue of every Pending mass email whose start has passed."""
+    now = now or timezone.now()
+    due = MassEmail.objects.filter(status=MassEmail.Status.PENDING, start_at__lte=now).exclude(
+        campaign__status=Campaign.Status.INACTIVE
+    )
+    return [pk for pk in due.values_list("pk", flat=True) if build_queue(pk, now=now) is not None]
+
+
+def build_queue(mass_email_id: int, *, now: datetime | None = None) -> int | None:
+    """Queue one item per unique address; the count, or None when not due (idempotent)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        mass_email = (
+            MassEmail.objects.select_for_update(of=("self",))
+            .select_related("campaign")
+            .filter(pk=mass_email_id)
+            .first()
+        )
+        if not _is_due(mass_email, now):
+            return None
+        count = _insert_queue_items(mass_email, now)
+        mass_email.status = MassEmail.Status.IN_PROCESS if count else MassEmail.Status.COMPLETE
+        mass_email.queue_built_at = now
+        mass_email.save(update_fields=["status", "queue_built_at"])
+    return count
+
+
+def _is_due(mass_email: MassEmail | None, now: datetime) -> bool:
+    return (
+        mass_email is not None
+        and mass_email.status == MassEmail.Status.PENDING
+        and mass_email.start_at <= now
+        and mass_email.campaign.status != Campaign.Status.INACTIVE
+    )
+
+
+def _list_ids(mass_email: MassEmail) -> tuple[list[int], list[int]]:
+    """Including lists in the order they were added, and excluding ones (campaign's if empty)."""
+    including = mass_email.target_lists.through.objects.filter(massemail=mass_email)
+    list_ids = list(including.order_by("id").values_list("targetlist_id", flat=True))
+    excluding = list(mass_email.excluding_target_lists.values_list("pk", flat=True))
+    if not list_ids:
+        campaign_lists = mass_email.campaign.target_lists.through.objects.filter(
+            campaign=mass_email.campaign
+        )
+        list_ids = list(campaign_lists.order_by("id").values_list("targetlist_id", flat=True))
+        excluding = excluding or list(
+            mass_email.campaign.excluding_target_lists.values_list("pk", flat=True)
+        )
+    return list_ids, excluding
+
+
+def _insert_queue_items(mass_email: MassEmail, now: datetime) -> int:
+    list_ids, excluding_ids = _list_ids(mass_email)
+    if not list_ids:
+        return 0
+    candidates, params = _candidates_sql(mass_email, list_ids, excluding_ids)
+    if connection.vendor == "postgresql":
+        uid = "gen_random_uuid()"
+        one_per_address = (
+            f"SELECT DISTINCT ON (email_address_id) * FROM ({candidates}) c"
+            " ORDER BY email_address_id, type_order, list_order, object_id"
+        )
+    else:
+        # Django keeps UUIDField as char(32) hex on SQLite.
+        uid = "lower(hex(randomblob(16)))"
+        one_per_address = (
+            "SELECT * FROM (SELECT c.*, ROW_NUMBER() OVER (PARTITION BY email_address_id"
+            f" ORDER BY type_order, list_order, object_id) AS rank FROM ({candidates}) c)"
+            " WHERE rank = 1"
+        )
+    table = QueueItem._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (uid, mass_email_id, content_type_id, object_id,"
+        " email_address_id, status, attempt_count, last_error, claimed_by, message_id,"
+        f" is_test, created_at) SELECT {uid}, %s, content_type_id, object_id,"
+        " email_address_id, %s, 0, '', '', '', %s, %s"
+        f" FROM ({one_per_address}) firsts WHERE true"
+        " ORDER BY type_order, list_order, object_id ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [mass_email.pk, Status.PENDING, False, now, *params])
+        return cursor.rowcount
+
+
+def _candidates_sql(
+    mass_email: MassEmail, list_ids: list[int], excluding_ids: list[int]
+) -> tuple[str, list[Any]]:
+    """Members of the lists with their primary address, filtered by the reference's rules."""
+    ignore_opt_out = mass_email.campaign.is_informational
+    type_order = {t.content_type.pk: t.order for t in target_types()}
+    members = TargetListMember._meta.db_table
+    links = RecordEmailAddress._meta.db_table
+    addresses = EmailAddress._meta.db_table
+    type_case = " ".join("WHEN %s THEN %s" for _ in type_order)
+    list_case = " ".join("WHEN %s THEN %s" for _ in list_ids)
+    params: list[Any] = [*_flatten(type_order.items())]
+    params += _flatten((pk, position) for position, pk in enumerate(list_ids))
+    where = [
+        f"m.target_list_id IN ({_placeholders(list_ids)})",
+        f"m.content_type_id IN ({_placeholders(type_order)})",
+        "NOT a.invalid",
+    ]
+    params += [*list_ids, *type_order]
+    if not ignore_opt_out:
+        where += ["NOT m.opted_out", "NOT a.opt_out"]
+    if excluding_ids:
+        excluded_sql, excluded_params = excluded_address_ids(excluding_ids).query.sql_with_params()
+        where.append(f"r.email_address_id NOT IN ({excluded_sql})")
+        params += list(excluded_params)
+    sql = (
+        "SELECT m.content_type_id AS content_type_id, m.object_id AS object_id,"
+        " r.email_address_id AS email_address_id,"
+        f" CASE m.content_type_id {type_case} END AS type_order,"
+        f" CASE m.target_list_id {list_case} END AS list_order"
+        f" FROM {members} m"
+        f" JOIN {links} r ON r.content_type_id = m.content_type_id"
+        ' AND r.object_id = m.object_id AND r."primary"'
+        f" JOIN {addresses} a ON a.id = r.email_address_id"
+        f" WHERE {' AND '.join(where)}"
+    )
+    return sql, params
+
+
+def _placeholders(values: Iterable[Any]) -> str:
+    return ", ".join("%s" for _ in values)
+
+
+def _flatten(pairs: Iterable[tuple[Any, Any]]) -> list[Any]:
+    return [value for pair in pairs for value in pair]
+
+
+# ---------------------------------------------------------------- claiming
+
+
+@dataclass
+class TickResult:
+    built: list[int] = field(default_factory=list)
+    reconciled: int = 0
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    unknown: int = 0
+    stopped: str = ""  # why sending stopped early, if it did
+    completed: int = 0
+
+
+def tick(*, worker: str | None = None) -> TickResult:
+    """One run of the scheduled job: reconcile, build due queues, send portions, complete."""
+    worker = worker or worker_name()
+    result = TickResult(reconciled=reconcile_stale(), built=build_due_queues())
+    outbound = OutboundSettings.load()
+    tick_limit = tick_allowance(outbound)
+    session = SendingSession(worker, outbound)
+    try:
+        while tick_limit is None or result.claimed < tick_limit:
+            room = CLAIM_CHUNK if tick_limit is None else tick_limit - result.claimed
+            items = claim_portion(
+                min(room, CLAIM_CHUNK), worker=worker, exclude=session.blocked_mass_emails
+            )
+            if not items:
+                break
+            result.claimed += len(items)
+            session.send(items, result)
+    finally:
+        session.close()
+    result.completed = complete_finished()
+    return result
+
+
+def tick_allowance(outbound: OutboundSettings) -> int | None:
+    """What one tick may send at most besides the hourly cap (None: no further limit)."""
+    limits = []
+    if outbound.max_per_batch:
+        limits.append(outbound.max_per_batch)
+    if outbound.spread_over_hour:
+        limits.append(max(1, outbound.max_per_hour * tick_interval_minutes() // 60))
+    return min(limits) if limits else None
+
+
+def tick_interval_minutes() -> int:
+    from massmail.schedule import tick_interval
+
+    interval = tick_interval()
+    return max(1, int(interval.total_seconds() // 60)) if interval else DEFAULT_TICK_MINUTES
+
+
+def used_in_window(now: datetime) -> int:
+    """Items that count against the hourly cap right now (all mass emails, tests too)."""
+    since = now - CAP_WINDOW
+    items = QueueItem.objects
+    return (
+        items.filter(sent_at__gte=since).count()
+        + items.filter(status=Status.SENDING).count()
+        + items.filter(status=Status.UNKNOWN, claimed_at__gte=since).count()
+    )
+
+
+def claim_portion(
+    limit: int, *, worker: str, exclude: Iterable[int] = (), now: datetime | None = None
+) -> list[QueueItem]:
+    """Claim up to `limit` due items within the hourly cap; committed before returning."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        outbound = OutboundSettings.objects.select_for_update().filter(pk=1).first()
+        outbound = outbound or OutboundSettings.load()
+        budget = min(limit, outbound.max_per_hour - used_in_window(now))
+        if budget <= 0:
+            return []
+        active = MassEmail.objects.filter(status=MassEmail.Status.IN_PROCESS).exclude(
+            pk__in=list(exclude)
+        )
+        ids = list(
+            QueueItem.objects.filter(
+                status=Status.PENDING,
+                is_test=False,
+                mass_email_id__in=list(active.values_list("pk", flat=True)),
+            )
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .order_by("mass_email_id", "id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:budget]
+        )
+        if not ids:
+            return []
+        QueueItem.objects.filter(pk__in=ids).update(
+            status=Status.SENDING, claimed_at=now, claimed_by=worker
+        )
+    return _claimed_items(ids)
+
+
+def _claimed_items(ids: list[int]) -> list[QueueItem]:
+    return list(
+        QueueItem.objects.filter(pk__in=ids)
+        .select_related("email_address", "mass_email__campaign", "mass_email__email_template")
+        .select_related("mass_email__group_email_account")
+        .order_by("id")
+    )
+
+
+def reconcile_stale(now: datetime | None = None) -> int:
+    """Items a dead worker left in Sending become Delivery unknown (see the module doc)."""
+    now = now or timezone.now()
+    return QueueItem.objects.filter(status=Status.SENDING, claimed_at__lt=now - STALE_AFTER).update(
+        status=Status.UNKNOWN, last_error=INTERRUPTED
+    )
+
+
+def complete_finished() -> int:
+    """In Process mass emails with nothing pending or being sent are Complete."""
+    open_items = QueueItem.objects.filter(
+        mass_email=OuterRef("pk"), status__in=[Status.PENDING, Status.SENDING], is_test=False
+    )
+    return (
+        MassEmail.objects.filter(status=MassEmail.Status.IN_PROCESS)
+        .exclude(Exists(open_items))
+        .update(status=MassEmail.Status.COMPLETE)
+    )
+
+
+# ---------------------------------------------------------------- sending
+
+
+class SendingSession:
+    """A tick's sending state: prepared messages and open transports, reused across portions."""
+
+    def __init__(self, worker: str, outbound: OutboundSettings, *, is_test: bool = False) -> None:
+        self.worker = worker
+        self.outbound = outbound
+        self.is_test = is_test
+        self.prepared: dict[int, Any] = {}
+        self.transports: dict[int, Transport] = {}
+        self.blocked_mass_emails: set[int] = set()
+        self.last_heartbeat = timezone.now()
+
+    def send(self, items: list[QueueItem], result: TickResult) -> None:
+        """Send claimed items (grouped per mass email) and record every outcome."""
+        for mass_email_id, group in _by_mass_email(items).items():
+            if mass_email_id in self.blocked_mass_emails:
+                release(group, worker=self.worker)
+                continue
+            PortionRun(self, group, result).run()
+
+    def prepared_for(self, mass_email: MassEmail) -> Any:
+        if mass_email.pk not in self.prepared:
+            from massmail.composition import prepare
+
+            self.prepared[mass_email.pk] = prepare(
+                mass_email, outbound=self.outbound, is_test=self.is_test
+            )
+        return self.prepared[mass_email.pk]
+
+    def transport_for(self, mass_email: MassEmail) -> Transport:
+        if mass_email.pk not in self.transports:
+            self.transports[mass_email.pk] = transport_for(mass_email)
+        return self.transports[mass_email.pk]
+
+    def heartbeat(self) -> None:
+        """Keep this live worker's claims from looking stale during a long portion."""
+        now = timezone.now()
+        if now - self.last_heartbeat >= HEARTBEAT_EVERY:
+            QueueItem.objects.filter(status=Status.SENDING, claimed_by=self.worker).update(
+                claimed_at=now
+            )
+            self.last_heartbeat = now
+
+    def close(self) -> None:
+        for transport in self.transports.values():
+            transport.close()
+        self.transports.clear()
+
+
+def _by_mass_email(items: list[QueueItem]) -> dict[int, list[QueueItem]]:
+    groups: dict[int, list[QueueItem]] = {}
+    for item in items:
+        groups.setdefault(item.mass_email_id, []).append(item)
+    return groups
+
+
+class PortionRun:
+    """One mass email's claimed items, sent in order over the session's transport."""
+
+    def __init__(self, session: SendingSession, items: list[QueueItem], result: TickResult):
+        self.session = session
+        self.items = items
+        self.result = result
+        self.mass_email = items[0].mass_email
+        self.done: list[tuple[QueueItem, str, datetime]] = []
+
+    def run(self) -> None:
+        sendable = self._recheck(self.items)
+        if not sendable:
+            return
+        try:
+            prepared = self.session.prepared_for(self.mass_email)
+            transport = self.session.transport_for(self.mass_email)
+        except Exception as error:
+            # A broken template or transport settings: nothing of this mass email can go.
+            log.exception("cannot prepare mass email %s", self.mass_email.pk)
+            self._fail_all(sendable, f"cannot prepare the message: {error}")
+            return
+        from massmail.composition import recipient_contexts
+
+        contexts = recipient_contexts(sendable)
+        for position, item in enumerate(sendable):
+            if not self._send_one(item, prepared, transport, contexts.get(item.id)):
+                self._flush()
+                release(sendable[position + 1 :], worker=self.session.worker)
+                return
+            if len(self.done) >= FLUSH_EVERY:
+                self._flush()
+                if self._stopped_by_user(sendable[position + 1 :]):
+                    return
+        self._flush()
+
+    def _send_one(self, item: QueueItem, prepared: Any, transport: Transport, context) -> bool:
+        """Send one item and note its outcome; False when the portion must stop."""
+        try:
+            rendered = prepared.render(item, context)
+        except Exception as error:
+            log.exception("cannot compose queue item %s", item.pk)
+            self._flush()
+            self._fail(item, f"cannot compose the message: {error}")
+            return True
+        try:
+            transport.send(rendered, prepared=prepared, item=item, context=context)
+        except TransportError as error:
+            self._flush()
+            return self._handle_error(item, error)
+        self.done.append((item, rendered.message_id, timezone.now()))
+        return True
+
+    def _handle_error(self, item: QueueItem, error: TransportError) -> bool:
+        worker = self.session.worker
+        if error.uncertain:
+            _set_outcome(item, worker, status=Status.UNKNOWN, last_error=error.message)
+            self.result.unknown += 1
+        elif error.throttled:
+            release([item], worker=worker, last_error=f"throttled: {error.message}")
+            self.session.blocked_mass_emails.add(self.mass_email.pk)
+            self.result.stopped = error.message
+            return False
+        elif error.permanent:
+            self._fail(item, error.message)
+            if error.recipient_unknown:
+                record_hard_bounce(item, error.message)
+        else:
+            self._retry_later(item, error.message)
+        if error.connection_lost:
+            self.session.blocked_mass_emails.add(self.mass_email.pk)
+            self.result.stopped = error.message
+            return False
+        return True
+
+    def _retry_later(self, item: QueueItem, message: str) -> None:
+        attempts = item.attempt_count + 1
+        if attempts >= self.session.outbound.max_attempts:
+            self._fail(item, message, attempt_count=attempts)
+            return
+        _set_outcome(
+            item,
+            self.session.worker,
+            status=Status.PENDING,
+            attempt_count=attempts,
+            last_error=message,
+            next_attempt_at=timezone.now() + RETRY_BACKOFF * 2 ** (attempts - 1),
+            claimed_by="",
+        )
+        self.result.retrying += 1
+
+    def _fail(self, item: QueueItem, reason: str, **fields: Any) -> None:
+        _set_outcome(item, self.session.worker, status=Status.FAILED, last_error=reason, **fields)
+        self.result.failed += 1
+
+    def _fail_all(self, items: list[QueueItem], reason: str) -> None:
+        QueueItem.objects.filter(pk__in=[item.pk for item in items], status=Status.SENDING).update(
+            status=Status.FAILED, last_error=reason
+        )
+        self.result.failed += len(items)
+
+    def _recheck(self, items: list[QueueItem]) -> list[QueueItem]:
+        """Fail items whose address or target changed since the queue was built."""
+        reasons = send_time_problems(items, self.mass_email.campaign)
+        for item in items:
+            if item.pk in reasons:
+                self._fail(item, reasons[item.pk])
+        return [item for item in items if item.pk not in reasons]
+
+    def _flush(self) -> None:
+        if self.done:
+            self.result.sent += record_sent(self.done, worker=self.session.worker)
+            self.done = []
+            self.session.heartbeat()
+
+    def _stopped_by_user(self, rest: list[QueueItem]) -> bool:
+        """Paused or canceled while sending: the rest goes back (or is canceled)."""
+        if self.session.is_test:
+            return False
+        status = MassEmail.objects.filter(pk=self.mass_email.pk).values_list("status", flat=True)
+        status = status.first()
+        if status in (MassEmail.Status.IN_PROCESS, MassEmail.Status.COMPLETE):
+            return False
+        if status == MassEmail.Status.CANCELED:
+            _ids(rest).filter(status=Status.SENDING).update(status=Status.CANCELED)
+        else:
+            release(rest, worker=self.session.worker)
+        self.session.blocked_mass_emails.add(self.mass_email.pk)
+        return True
+
+
+def send_time_problems(items: list[QueueItem], campaign: Campaign) -> dict[int, str]:
+    """{item id: why it must not go} for invalid/opted-out addresses and deleted targets."""
+    reasons: dict[int, str] = {}
+    for item in items:
+        address = item.email_address
+        if address.invalid:
+            reasons[item.pk] = "address is invalid"
+        elif address.opt_out and not campaign.is_informational:
+            reasons[item.pk] = "address opted out"
+    by_type: dict[int, list[QueueItem]] = {}
+    for item in items:
+        if item.content_type_id and item.pk not in reasons:
+            by_type.setdefault(item.content_type_id, []).append(item)
+    for content_type_id, group in by_type.items():
+        model = ContentType.objects.get_for_id(content_type_id).model_class()
+        existing = set(
+            model._default_manager.filter(pk__in=[i.object_id for i in group]).values_list(
+                "pk", flat=True
+            )
+            if model is not None
+            else []
+        )
+        for item in group:
+            if item.object_id not in existing:
+                reasons[item.pk] = "target deleted"
+    return reasons
+
+
+def _ids(items: Iterable[QueueItem]):
+    return QueueItem.objects.filter(pk__in=[item.pk for item in items])
+
+
+def _set_outcome(item: QueueItem, worker: str, **fields: Any) -> int:
+    """A conditional UPDATE: only this worker's claim (possibly reconciled meanwhile)."""
+    return (
+        QueueItem.objects.filter(
+            pk=item.pk, status__in=[Status.SENDING, Status.UNKNOWN], claimed_by=worker
+        )
+        .filter(Q(status=Status.SENDING) | Q(last_error=INTERRUPTED))
+        .update(**fields)
+    )
+
+
+def release(items: Iterable[QueueItem], *, worker: str, last_error: str | None = None) -> int:
+    """Claimed items that were not offered to the server go back to Pending unchanged."""
+    fields: dict[str, Any] = {"status": Status.PENDING, "claimed_by": "", "claimed_at": None}
+    if last_error is not None:
+        fields["last_error"] = last_error
+    return _ids(items).filter(status=Status.SENDING, claimed_by=worker).update(**fields)
+
+
+def record_sent(done: list[tuple[QueueItem, str, datetime]], *, worker: str) -> int:
+    """Mark accepted messages Sent and log them, in one transaction; how many were marked."""
+    if not done:
+        return 0
+    table = QueueItem._meta.db_table
+    message_case = " ".join("WHEN %s THEN %s" for _ in done)
+    sent_case = " ".join("WHEN %s THEN %s" for _ in done)
+    params: list[Any] = [Status.SENT]
+    params += _flatten((item.pk, message_id or "") for item, message_id, _ in done)
+    params += _flatten((item.pk, sent_at) for item, _, sent_at in done)
+    params += [item.pk for item, _, _ in done]
+    params += [Status.SENDING, Status.UNKNOWN, INTERRUPTED, worker]
+    # A reconciled item this (slow but alive) worker did send is Sent after all.
+    sql = (
+        f"UPDATE {table} SET status = %s, message_id = CASE id {message_case} END,"
+        f" sent_at = CASE id {sent_case} END, last_error = ''"
+        f" WHERE id IN ({_placeholders(done)})"
+        " AND (status = %s OR (status = %s AND last_error = %s)) AND claimed_by = %s"
+        " RETURNING id"
+    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            marked = {row[0] for row in cursor.fetchall()}
+        CampaignLogRecord.objects.bulk_create(
+            [sent_log(item, sent_at) for item, _, sent_at in done if item.pk in marked],
+            ignore_conflicts=True,
+        )
+    return len(marked)
+
+
+def sent_log(item: QueueItem, sent_at: datetime) -> CampaignLogRecord:
+    mass_email = item.mass_email
+    return CampaignLogRecord(
+        action=CampaignLogRecord.Action.SENT,
+        action_date=sent_at,
+        campaign_id=mass_email.campaign_id,
+        mass_email_id=mass_email.pk,
+        queue_item_id=item.pk,
+        content_type_id=item.content_type_id,
+        object_id=item.object_id,
+        email_template_id=mass_email.email_template_id,
+        email_address=item.email_address.address,
+        is_test=item.is_test,
+    )
+
+
+def record_hard_bounce(item: QueueItem, reply: str) -> None:
+    """An SMTP-time 5.1.x rejection is a hard bounce, through the bounce issue's function."""
+    from bounces.classify import HARD, Report, Verdict
+    from bounces.effects import apply_report
+
+    status = _enhanced_status(reply) or "5.1.1"
+    verdict = Verdict(
+        address=item.email_address.address,
+        verdict=HARD,
+        status=status,
+        reason="user unknown",
+        diagnostic=reply,
+    )
+    report = Report(recipients=[verdict], queue_item_id=str(item.uid))
+    try:
+        apply_report(report, source="smtp", queue_item=item, event_key=f"smtp:{item.uid}")
+    except Exception:
+        # The item's failure is recorded already; the bounce must not undo it.
+        log.exception("recording the hard bounce of queue item %s failed", item.pk)
+
+
+def _enhanced_status(reply: str) -> str | None:
+    from massmail.transport import _ENHANCED_STATUS
+
+    match = _ENHANCED_STATUS.search(reply)
+    return match.group(0) if match else None
+
+
+# ---------------------------------------------------------------- pause, resume, cancel, retry
+
+
+def pause(mass_email: MassEmail) -> bool:
+    """A paused mass email sends nothing and keeps its queue."""
+    return _move(
+        mass_email, MassEmail.Status.PAUSED, [MassEmail.Status.PENDING, MassEmail.Status.IN_PROCESS]
+    )
+
+
+def resume(mass_email: MassEmail) -> bool:
+    """Back to In Process, or Pending when its queue was never built."""
+    target = MassEmail.Status.IN_PROCESS if mass_email.queue_built_at else MassEmail.Status.PENDING
+    return _move(mass_email, target, [MassEmail.Status.PAUSED])
+
+
+def cancel(mass_email: MassEmail) -> bool:
+    """Canceled for good: its pending items are canceled (items being sent finish)."""
+    with transaction.atomic():
+        moved = _move(
+            mass_email,
+            MassEmail.Status.CANCELED,
+            [
+                MassEmail.Status.DRAFT,
+                MassEmail.Status.PENDING,
+                MassEmail.Status.IN_PROCESS,
+                MassEmail.Status.PAUSED,
+            ],
+        )
+        if moved:
+            mass_email.queue_items.filter(status=Status.PENDING, is_test=False).update(
+                status=Status.CANCELED
+            )
+    return moved
+
+
+def _move(mass_email: MassEmail, status: str, allowed: list[str]) -> bool:
+    moved = MassEmail.objects.filter(pk=mass_email.pk, status__in=allowed).update(status=status)
+    if moved:
+        mass_email.status = status
+    return bool(moved)
+
+
+def retry(items) -> int:
+    """Put Delivery unknown or Failed items back to Pending (the admin's "Retry")."""
+    retried = items.filter(status__in=[Status.UNKNOWN, Status.FAILED], is_test=False).update(
+        status=Status.PENDING,
+        attempt_count=0,
+        next_attempt_at=None,
+        claimed_at=None,
+        claimed_by="",
+        last_error="",
+    )
+    # A mass email completed meanwhile goes back to sending them.
+    MassEmail.objects.filter(status=MassEmail.Status.COMPLETE).filter(
+        Exists(QueueItem.objects.filter(mass_email=OuterRef("pk"), status=Status.PENDING))
+    ).update(status=MassEmail.Status.IN_PROCESS)
+    return retried

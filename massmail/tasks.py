@@ -1,0 +1,19 @@
+"""Celery tasks: thin wrappers over massmail.sending, safe to run twice or at once."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from massmail import sending
+
+
+@shared_task(name="massmail.tasks.send_mass_emails")
+def send_mass_emails() -> dict:
+    """The scheduled tick: build due queues and send what the hourly cap allows."""
+    result = sending.tick()
+    return {"sent": result.sent, "failed": result.failed, "claimed": result.claimed}
+
+
+@shared_task(name="massmail.tasks.build_queue")
+def build_queue(mass_email_id: int) -> int | None:
+    return sending.build_queue(mass_email_id)
