@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.db.models import Count
 
 from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate
+from campaigns.panels import CampaignPanels
 from massmail.models import MassEmail
 from tracking.models import TrackingUrl
 
@@ -28,7 +29,7 @@ class TrackingUrlInline(admin.TabularInline):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(CampaignPanels, admin.ModelAdmin):
     list_display = ["name", "type", "status", "start_date", "end_date", "mass_email_count"]
     list_filter = ["type", "status"]
     search_fields = ["name"]

@@ -169,6 +169,11 @@ def test_series_of_an_empty_campaign_is_empty():
     assert activity_series(make_campaign()).is_empty
 
 
+def hit(Hit, **fields):
+    method = "GET" if fields["kind"] != "unsubscribe_page" else "POST"
+    return Hit.objects.create(at=datetime.now(UTC), method=method, **fields)
+
+
 def test_opens_and_clicks_by_people_exclude_machine_hits(sent_campaign):
     Hit = hit_model()
     if Hit is None:
@@ -176,13 +181,13 @@ def test_opens_and_clicks_by_people_exclude_machine_hits(sent_campaign):
     campaign, items, (link_a, link_b) = sent_campaign
     # item 0: a scanner opened and clicked A, then the person clicked B (so opened too);
     # item 1: only a proxy opened; item 2: the person opened; item 3: a person clicked A twice.
-    Hit.objects.create(queue_item=items[0], kind="open", is_machine=True)
-    Hit.objects.create(queue_item=items[0], kind="click", tracking_url=link_a, is_machine=True)
-    Hit.objects.create(queue_item=items[0], kind="click", tracking_url=link_b, is_machine=False)
-    Hit.objects.create(queue_item=items[1], kind="open", is_machine=True)
-    Hit.objects.create(queue_item=items[2], kind="open", is_machine=False)
-    Hit.objects.create(queue_item=items[3], kind="click", tracking_url=link_a, is_machine=False)
-    Hit.objects.create(queue_item=items[3], kind="click", tracking_url=link_a, is_machine=False)
+    hit(Hit, queue_item=items[0], kind="open", is_machine=True)
+    hit(Hit, queue_item=items[0], kind="click", tracking_url=link_a, is_machine=True)
+    hit(Hit, queue_item=items[0], kind="click", tracking_url=link_b, is_machine=False)
+    hit(Hit, queue_item=items[1], kind="open", is_machine=True)
+    hit(Hit, queue_item=items[2], kind="open", is_machine=False)
+    hit(Hit, queue_item=items[3], kind="click", tracking_url=link_a, is_machine=False)
+    hit(Hit, queue_item=items[3], kind="click", tracking_url=link_a, is_machine=False)
 
     stats = campaign_statistics(campaign, open_tracking=True)
     assert stats.opened_by_people == 3  # items 0, 2, 3
