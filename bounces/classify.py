@@ -150,6 +150,9 @@ def _visit(part: Message, sections: Sections, html: list[str]) -> None:
         for sub in part.get_payload():
             if isinstance(sub, Message):
                 _visit(sub, sections, html)
+    elif part.get_content_maintype() == "multipart":
+        # A multipart whose boundary never occurs: the parser keeps the body as one string.
+        sections.notice.append(_part_text(part))
     elif ctype == "text/html":
         html.append(_part_text(part))
     elif part.get_content_maintype() in ("text", "message") or not part.get_content_type():
@@ -172,7 +175,7 @@ RETURNED_MARKER_RE = re.compile(
     r"|.*\b(?:original |returned )?message (?:headers|text) follows?\b"
     r"|.*\bheaders? of the (?:original |returned )?message\b"
     r"|content-type: message/rfc822"
-    r")[\s.:*=_-]*$",
+    r")[\s.:*=_|-]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 HEADER_LINE_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*): ", re.MULTILINE)
@@ -335,7 +338,7 @@ def _context(text: str, address: str) -> str:
         if address.lower() not in paragraph.lower():
             continue
         others = {a.lower() for a in ADDRESS_RE.findall(paragraph)} - {address.lower()}
-        if len(others) > 1:
+        if len(others) > 1 or others and _starts_a_line(paragraph, others):
             # A transcript covering several recipients: keep to this address's lines.
             picked.append(_lines_about(paragraph, address))
             continue
@@ -343,6 +346,15 @@ def _context(text: str, address: str) -> str:
         if len(paragraph) - len(address) < 40 and i + 1 < len(paragraphs):
             picked.append(paragraphs[i + 1])
     return " ".join(_unique(picked))
+
+
+def _starts_a_line(paragraph: str, addresses: set[str]) -> bool:
+    """A list of recipients, one per line ("a@b: 550 ..."), rather than prose naming two."""
+    starts = {m.lower() for m in LINE_START_ADDRESS_RE.findall(paragraph)}
+    return bool(starts & addresses)
+
+
+LINE_START_ADDRESS_RE = re.compile(r"^[ \t]*<?(" + ADDRESS_RE.pattern + ")", re.MULTILINE)
 
 
 def _lines_about(paragraph: str, address: str) -> str:
@@ -407,15 +419,26 @@ def _looks_like_arf(text: str) -> bool:
 def _ses_notification(sections: Sections) -> dict | None:
     for text in sections.notice:
         start = text.find("{")
-        if start < 0 or '"notificationType"' not in text:
+        if start < 0 or "notificationType" not in text:
             continue
         try:
             data, _ = json.JSONDecoder().raw_decode(text[start:].replace("\n", ""))
         except ValueError:
             continue
+        if isinstance(data, dict) and isinstance(data.get("Message"), str):
+            # Delivered through Amazon SNS: the notification is a JSON string inside.
+            data = _json_object(data["Message"])
         if isinstance(data, dict) and "notificationType" in data:
             return data
     return None
+
+
+def _json_object(text: str) -> dict | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _ses_results(data: dict) -> tuple[list[Failure], list[str]]:
@@ -444,7 +467,7 @@ def _ses_results(data: dict) -> tuple[list[Failure], list[str]]:
 # -------------------------------------------------------------- text-format bounces
 
 BOUNCE_FROM_RE = re.compile(
-    r"mailer-daemon|postmaster|mail delivery|mail administrator|mdaemon|"
+    r"mailer-daemon|post_?master|mail delivery|mail administrator|mdaemon|"
     r"mail-?daemon|returned mail|delivery subsystem",
     re.I,
 )
@@ -475,19 +498,31 @@ def _text_failures(msg: Message, sections: Sections) -> list[Failure]:
     listed = [a.lower() for a in ADDRESS_RE.findall(_header(msg, "X-Failed-Recipients"))]
     addresses = listed or _addresses_in_notice(notice, own) or _returned_recipients(sections)
     addresses = _unique(addresses)
-    # A lone recipient whose address the notice never repeats: the whole notice is its reason.
+    # A lone recipient: when the lines naming it give no reason (the reason is printed
+    # above the list of addresses, or the list has a label line of its own), the whole
+    # notice is its reason.
     whole = " ".join(notice.split()) if len(addresses) == 1 else ""
-    return [
-        Failure(address=a, diagnostic=_context(notice, a) or whole, context=_context(notice, a))
-        for a in addresses
-    ]
+    failures = []
+    for address in addresses:
+        context = _context(notice, address)
+        diagnostic = context if _says_why(context) or not whole else whole
+        failures.append(Failure(address=address, diagnostic=diagnostic, context=context))
+    return failures
+
+
+def _says_why(text: str) -> bool:
+    """Whether a diagnostic gives a reason: a reply code, a status, or a known phrase."""
+    text = _strip_addresses(text)
+    return bool(
+        ENHANCED_STATUS_RE.search(text) or SMTP_REPLY_RE.search(text) or _reason_from_text(text)
+    )
 
 
 # Where text formats name a failed recipient: at the start of a line (qmail, Postfix,
 # Exim, Sendmail: "<a@b>:", "  a@b", "<a@b>... reason") or after a recipient label.
 RECIPIENT_POSITION_RE = re.compile(
     r"(?:^[ \t]*(?:[245]\d\d[ -])?[<\"']?"
-    r"|(?:recipient|address|addressee|user|mailbox|to|for|delivered to|deliver to|"
+    r"|(?:recipient|address|addressee|user|userid|mailbox|to|for|delivered to|deliver to|"
     r"message to|mail to|send to|rcpt to)(?:\(s\))?(?:[ \t]*:|[ \t]+)[ \t]*[<\"'(]?)"
     r"$",
     re.IGNORECASE,
@@ -566,6 +601,9 @@ def _flufl_failures(msg: Message, sections: Sections) -> list[Failure]:
 # Ordered: the first match wins. Sender-side and transient causes come before
 # "user unknown" phrases, so a spam block worded as "recipient rejected" stays soft.
 REASON_PHRASES: list[tuple[str, str]] = [
+    # Exchange Online's directory-based edge blocking answers RCPT TO for an address it
+    # does not host with this wording; "access denied" alone (below) is a block.
+    ("userunknown", r"recipient address rejected: access denied"),
     # A local delivery program failed: the mailer's problem, whatever it printed.
     (
         "systemerror",
@@ -629,7 +667,8 @@ REASON_PHRASES: list[tuple[str, str]] = [
     ("hasmoved", r"has moved|address (?:has )?changed|no longer at this address"),
     (
         "hostunknown",
-        r"host (?:or domain name )?not found(?!, try again)|unknown host|no such (?:host|domain)|"
+        r"host (?:or domain name |[\w.-]+\.[a-z]{2,} )?not found(?!, try again)|unknown host|"
+        r"no such (?:host|domain)|"
         r"domain (?:name )?(?:not found|does not exist|unknown|doesn't exist)|"
         r"unrouteable (?:mail )?domain|unrouteable address|host unknown|illegal (?:host|domain)|"
         r"(?:couldn't|could not|can't|cannot) find (?:a |any )?mail exchanger|"
@@ -656,7 +695,8 @@ REASON_PHRASES: list[tuple[str, str]] = [
         r"no account|is not a valid|undeliverable address|"
         r"couldn't be found|could not be found|not our customer|no valid recipients|"
         r"user not found|nonexistent|non-existent|"
-        r"no such|invalid address|unknown user",
+        r"no such|invalid address|unknown user|invalid (?:final delivery )?userid|"
+        r"(?:recipient|user) name is not recognized",
     ),
     (
         "expired",
@@ -692,6 +732,7 @@ STATUS_REASONS: dict[str, str] = {
     "2.1": "disabled",
     "2.2": "mailboxfull",
     "2.3": "toobig",
+    "3.2": "notaccept",  # "System not accepting network messages"
     "3.4": "toobig",
     "4.7": "expired",
     "7.13": "disabled",
@@ -723,7 +764,7 @@ def _reason_from_status(status: str) -> str:
 
 # Status codes whose subject is specific enough that the text need not be consulted:
 # the address-level ones are still checked against text so "5.1.1 mailbox full" is soft.
-SPECIFIC_STATUSES = frozenset({"2.2", "2.3", "3.4", "7.13", "1.6", "1.7", "1.8", "1.10"})
+SPECIFIC_STATUSES = frozenset({"2.2", "2.3", "3.2", "3.4", "7.13", "1.6", "1.7", "1.8", "1.10"})
 
 
 # RFC 7504: 521 and 556 mean the host does not accept mail at all.
@@ -770,9 +811,16 @@ def _status(failure: Failure) -> str:
     return f"{reply.group(1)[0]}.0.0" if reply else ""
 
 
+ADDRESS_SUBJECTS = frozenset({"1.1", "1.2"})
+
+
 def _is_permanent(failure: Failure, status: str, notice: str) -> bool:
     if failure.action in ("delayed",):
         return False
+    if failure.action == "failed" and status.partition(".")[2] in ADDRESS_SUBJECTS:
+        # The message came back for good with "no such mailbox/domain", even if the
+        # remote server's reply was a 4xx (a 450 from a lookup table, e.g.).
+        return True
     if status:
         return status.startswith("5")
     if failure.permanent_hint or failure.action == "failed":
@@ -782,7 +830,8 @@ def _is_permanent(failure: Failure, status: str, notice: str) -> bool:
 
 # Which SMTP command the remote server was answering when it refused the recipient.
 RCPT_STAGE_RE = re.compile(
-    r"(?:after|in reply to|response to|>>>)\s*RCPT|RCPT TO(?: command| response|:)|"
+    # Not a bare "RCPT TO: a@b": some notices list the envelope that way, not the dialogue.
+    r"(?:after|in reply to|response to|>>>)\s*RCPT|RCPT TO (?:command|response)|"
     r"\[RCPT_TO\]|SMTP:RCPT|does not like recipient|recipient address rejected",
     re.I,
 )
@@ -794,8 +843,11 @@ DATA_STAGE_RE = re.compile(
 # Wordings of the recipient's own server looking the address up and finding nothing
 # (Exchange, Domino/Notes, Office 365, MMS gateways): not what a content filter says.
 DIRECTORY_MISS_RE = re.compile(
-    r"recipient name is not recognized|not listed in (?:the )?(?:domino directory|"
-    r"public name (?:&|and) address book|address book|directory)|"
+    r"recipient name is not recognized|recipient address rejected: access denied|"
+    # The final delivery agent (mail.local, IMail's) looked the user up on the mailbox host.
+    r"mail\.local: unknown user|invalid final delivery userid|"
+    r"not listed in (?:the )?(?:domino directory|public name (?:&|and) address book|"
+    r"address book|directory)|"
     r"address couldn't be found|no valid recipients for this",
     re.I,
 )
@@ -814,6 +866,30 @@ def _stage(failure: Failure) -> str:
     return min(named, key=lambda item: abs(item[0] - anchor))[1]
 
 
+def _transcript_stage(notice: str, diagnostic: str) -> str:
+    """The command a Sendmail-style transcript shows before this diagnostic's reply.
+
+    ">>> DATA" / "<<< 550 5.2.1 <a@b>... User Unknown": the reply is found by its text
+    (addresses aside, as the transcript may name the recipient differently).
+    """
+    reply = _reply_key(diagnostic)
+    if not reply:
+        return ""
+    command = ""
+    for line in notice.split("\n"):
+        line = line.strip()
+        if line.startswith(">>>"):
+            command = line[3:].strip().split(" ")[0].upper()
+        elif line.startswith("<<<") and _reply_key(line[3:]) == reply:
+            return {"RCPT": "rcpt", "DATA": "data"}.get(command, "")
+    return ""
+
+
+def _reply_key(text: str) -> str:
+    found = re.search(r"[45]\d\d[ -].*", text)
+    return " ".join(_strip_addresses(found.group(0)).lower().split()) if found else ""
+
+
 def _judge(reason: str, status: str, stage: str, directory_miss: bool) -> tuple[str, str]:
     """hard/soft for a permanent failure; "user unknown" needs proof it was about the address.
 
@@ -823,7 +899,8 @@ def _judge(reason: str, status: str, stage: str, directory_miss: bool) -> tuple[
     """
     if reason not in HARD_REASONS:
         return SOFT, reason
-    if status.startswith("5.1."):
+    if status.startswith(("5.1.", "5.7.13")):
+        # Codes that name the address itself: no unknown / disabled account.
         return HARD, reason
     if stage == "data":
         return SOFT, "filtered"
@@ -839,7 +916,8 @@ def _verdict(failure: Failure, notice: str) -> Verdict:
     hard = False
     if _is_permanent(failure, status, notice):
         directory_miss = bool(DIRECTORY_MISS_RE.search(failure.diagnostic))
-        verdict, reason = _judge(reason, status, _stage(failure), directory_miss)
+        stage = _stage(failure) or _transcript_stage(notice, failure.diagnostic)
+        verdict, reason = _judge(reason, status, stage, directory_miss)
         hard = verdict == HARD
     return Verdict(
         address=failure.address,
@@ -897,6 +975,17 @@ def _classify(raw: bytes) -> Report:
     return report
 
 
+def _forwarded_report(sections: Sections) -> tuple[list[Failure], list[str]] | None:
+    """A notice wrapping the real DSN as its attached message (gateways re-send it so)."""
+    for returned in sections.returned:
+        inner = _sections(returned)
+        blocks = [b for text in inner.dsn for b in _field_blocks(text)]
+        failures = _dsn_failures(blocks, "\n".join(inner.notice))
+        if failures:
+            return failures, []
+    return None
+
+
 def _inline_dsn_blocks(sections: Sections) -> list[dict[str, str]]:
     # Some MTAs put the RFC 3464 fields in a text/plain part instead of their own part.
     blocks = [b for text in sections.notice for b in _field_blocks(text)]
@@ -914,6 +1003,10 @@ def _failures_and_complaints(
         return [], complaints
     notice = "\n".join(sections.notice)
     failures = _dsn_failures(dsn_blocks, notice)
+    if not dsn_blocks:
+        forwarded = _forwarded_report(sections)
+        if forwarded is not None:
+            return forwarded
     if failures or dsn_blocks and not _looks_like_bounce(msg, sections):
         return failures, []
     if not _looks_like_bounce(msg, sections):
