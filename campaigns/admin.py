@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Count
 
+from campaigns.forms import EmailTemplateForm
 from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate
 from campaigns.panels import CampaignPanels
 from massmail.models import MassEmail
@@ -57,6 +58,7 @@ class CampaignAdmin(CampaignPanels, admin.ModelAdmin):
 
 @admin.register(EmailTemplate)
 class EmailTemplateAdmin(admin.ModelAdmin):
+    form = EmailTemplateForm
     list_display = ["name", "subject", "updated_at"]
     search_fields = ["name", "subject"]
 

@@ -148,6 +148,13 @@ class MassEmail(models.Model):
                     "Informational Email campaigns."
                 }
             )
+        if self.campaign_id and self.email_template_id:
+            # A placeholder that cannot render is refused now, not found in sent mail.
+            from massmail.composition import validate_mass_email
+
+            errors = validate_mass_email(self)
+            if errors:
+                raise ValidationError({"email_template": errors})
 
     def can_send_test(self) -> bool:
         return self.status != self.Status.CANCELED
