@@ -696,7 +696,9 @@ REASON_PHRASES: list[tuple[str, str]] = [
         r"couldn't be found|could not be found|not our customer|no valid recipients|"
         r"user not found|nonexistent|non-existent|"
         r"no such|invalid address|unknown user|invalid (?:final delivery )?userid|"
-        r"(?:recipient|user) name is not recognized",
+        r"(?:recipient|user) name is not recognized|"
+        # Nothing but "the recipient address is refused": the address itself is the reason.
+        r"recipient address rejected\.?\s*(?:$|\()",
     ),
     (
         "expired",
@@ -851,8 +853,6 @@ DIRECTORY_MISS_RE = re.compile(
     r"address couldn't be found|no valid recipients for this",
     re.I,
 )
-# Status details that are about the address itself (RFC 3463 x.1.x, x.2.1 disabled).
-ADDRESS_STATUS_RE = re.compile(r"^5\.(?:1\.\d+|2\.1)$")
 
 
 def _stage(failure: Failure) -> str:
@@ -895,7 +895,9 @@ def _judge(reason: str, status: str, stage: str, directory_miss: bool) -> tuple[
 
     Filters often refuse a message after DATA, or with a bare 550, wording it as
     "user unknown"; an address status (5.1.x), a refusal of RCPT TO, or a server saying
-    its directory has no such entry prove it.
+    its directory has no such entry prove it. x.2.1 does not: RFC 3463 defines it as
+    "mailbox exists but is not accepting messages", and Sendmail-style filters send
+    "5.2.1 ... User unknown" for mail they refuse.
     """
     if reason not in HARD_REASONS:
         return SOFT, reason
@@ -904,7 +906,7 @@ def _judge(reason: str, status: str, stage: str, directory_miss: bool) -> tuple[
         return HARD, reason
     if stage == "data":
         return SOFT, "filtered"
-    proven = ADDRESS_STATUS_RE.match(status) or stage == "rcpt" or directory_miss
+    proven = stage == "rcpt" or directory_miss
     if reason == "userunknown" and not proven:
         return SOFT, "filtered"
     return HARD, reason
