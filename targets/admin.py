@@ -1,21 +1,46 @@
 from __future__ import annotations
 
-from django import forms
-from django.contrib import admin
-from django.contrib.contenttypes.models import ContentType
-from django.db.models import OuterRef, QuerySet, Subquery
+import logging
+import uuid
+from pathlib import Path
 
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Model, OuterRef, Q, QuerySet, Subquery
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from targets import importing
+from targets.export import display_name, export_response
+from targets.forms import ChooseTargetListForm, MappingForm, UploadForm
+from targets.membership import add_selection, remove_selection, set_opted_out
 from targets.models import (
     Account,
     Contact,
     EmailAddress,
+    ImportRun,
     Lead,
     RecordEmailAddress,
+    Segment,
+    SegmentCondition,
     TargetList,
     TargetListMember,
     set_email_addresses,
     validate_address,
 )
+from targets.registry import target_type_by_key, target_type_for, target_types
+from targets.segments import schedule_segment, segment_queryset, sync_segment
+
+logger = logging.getLogger(__name__)
 
 
 @admin.register(EmailAddress)
@@ -95,33 +120,86 @@ class TargetForm(forms.ModelForm):
         return addresses
 
 
-def primary_address_subquery(model) -> Subquery:
-    return Subquery(
-        RecordEmailAddress.objects.filter(
-            content_type=ContentType.objects.get_for_model(model),
-            object_id=OuterRef("pk"),
-            primary=True,
-        ).values("email_address__address")[:1]
-    )
+class TargetChangeList(ChangeList):
+    """Reads the primary addresses of the shown page in one query after paging.
+
+    An address subquery in the list's SELECT would be evaluated for every row
+    skipped by OFFSET too: 0.4 s for page 1,000 of 100,000 contacts.
+    """
+
+    def get_results(self, request) -> None:
+        super().get_results(request)
+        rows = list(self.result_list)
+        addresses = dict(
+            RecordEmailAddress.objects.filter(
+                content_type=ContentType.objects.get_for_model(self.model),
+                object_id__in=[row.pk for row in rows],
+                primary=True,
+            ).values_list("object_id", "email_address__address")
+        )
+        for row in rows:
+            row.primary_email_address = addresses.get(row.pk, "")
+        self.result_list = rows
 
 
-class TargetAdmin(admin.ModelAdmin):
+class TargetListActionsMixin:
+    """Add to / Remove from target list actions for a target type's change list.
+
+    Works on Django's "select all N results" too: the action then receives the whole
+    filtered queryset, which membership.add_selection turns into one INSERT ... SELECT.
+    """
+
+    actions = ["add_to_target_list", "remove_from_target_list"]
+
+    @admin.action(description="Add to target list")
+    def add_to_target_list(self, request, queryset):
+        return self._target_list_action(request, queryset, remove=False)
+
+    @admin.action(description="Remove from target list")
+    def remove_from_target_list(self, request, queryset):
+        return self._target_list_action(request, queryset, remove=True)
+
+    def _target_list_action(self, request, queryset, *, remove: bool):
+        data = request.POST if "apply" in request.POST else None
+        form = ChooseTargetListForm(data, allow_new=not remove)
+        if form.is_valid():
+            target_list = form.get_target_list()
+            change = remove_selection if remove else add_selection
+            count = change(target_list, queryset)
+            verb = "removed from" if remove else "added to"
+            self.message_user(request, f"{count} record(s) {verb} {target_list}.")
+            return None
+        return TemplateResponse(
+            request,
+            "admin/targets/choose_target_list.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Remove from target list" if remove else "Add to target list",
+                "opts": self.model._meta,
+                "form": form,
+                "action": request.POST.get("action"),
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+                "count": queryset.count(),
+            },
+        )
+
+
+class TargetAdmin(TargetListActionsMixin, admin.ModelAdmin):
     """Shared by every target type's admin, including custom ones (see register_target_admin)."""
 
     form = TargetForm
     show_full_result_count = False
     list_per_page = 50
 
-    def get_queryset(self, request) -> QuerySet:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(primary_email_address=primary_address_subquery(self.model))
-        )
+    def get_changelist(self, request, **kwargs):
+        return TargetChangeList
 
-    @admin.display(description="Email address", ordering="primary_email_address")
+    @admin.display(description="Email address")
     def email_address(self, obj) -> str:
-        return obj.primary_email_address or ""
+        if hasattr(obj, "primary_email_address"):  # set by TargetChangeList for the page
+            return obj.primary_email_address
+        return obj.email
 
     def get_search_results(self, request, queryset, search_term):
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
@@ -132,9 +210,7 @@ class TargetAdmin(admin.ModelAdmin):
                 content_type=ContentType.objects.get_for_model(self.model),
                 email_address__address__startswith=term,
             ).values("object_id")
-            queryset = self.model.objects.filter(pk__in=ids).annotate(
-                primary_email_address=primary_address_subquery(self.model)
-            )
+            queryset = self.model.objects.filter(pk__in=ids)
         return queryset, may_have_duplicates
 
     def save_model(self, request, obj, form, change) -> None:
@@ -170,13 +246,51 @@ class LeadAdmin(TargetAdmin):
     ordering = ["last_name", "first_name"]
 
 
+def register_target_admin(
+    model: type[Model], *, base: type[admin.ModelAdmin] = TargetAdmin, site=admin.site, **options
+) -> type[admin.ModelAdmin]:
+    """Register a deployment's custom target type with the list actions and address fields.
+
+    `options` become ModelAdmin attributes (list_display, search_fields, ...).
+    """
+    bases = (base,) if issubclass(base, TargetListActionsMixin) else (TargetListActionsMixin, base)
+    admin_class = type(f"{model.__name__}Admin", bases, {"__module__": model.__module__, **options})
+    site.register(model, admin_class)
+    return admin_class
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class TargetUserAdmin(TargetListActionsMixin, UserAdmin):
+    """Django's user admin plus the target-list actions (users are targets too)."""
+
+
+class MemberTypeFilter(admin.SimpleListFilter):
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return [(str(t.content_type.pk), t.label) for t in target_types()]
+
+    def queryset(self, request, queryset) -> QuerySet:
+        return queryset.filter(content_type_id=self.value()) if self.value() else queryset
+
+
 @admin.register(TargetList)
 class TargetListAdmin(admin.ModelAdmin):
     list_display = ["name", "entry_count", "opted_out_count", "created_at"]
     search_fields = ["name"]
+    actions = ["duplicate", "export_csv"]
 
     def get_queryset(self, request) -> QuerySet:
-        return super().get_queryset(request).with_counts()
+        queryset = super().get_queryset(request)
+        # Counting every list's members is for the change list only, not for edits/actions.
+        on_changelist = request.resolver_match.url_name.endswith("changelist")
+        return queryset.with_counts() if on_changelist else queryset
 
     @admin.display(description="Entries", ordering="entry_count")
     def entry_count(self, obj) -> int:
@@ -186,11 +300,322 @@ class TargetListAdmin(admin.ModelAdmin):
     def opted_out_count(self, obj) -> int:
         return obj.opted_out_count
 
+    @admin.action(description="Duplicate (copies members not opted out)")
+    def duplicate(self, request, queryset) -> None:
+        for target_list in queryset:
+            copy = target_list.duplicate(free_list_name(f"{target_list.name} (copy)"))
+            self.message_user(request, f"Created {copy} with {copy.entry_count()} member(s).")
+
+    @admin.action(description="Export as CSV")
+    def export_csv(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Export one list at a time.", messages.WARNING)
+            return None
+        return export_response(queryset.get())
+
+    def get_urls(self):
+        views = [
+            path("import/", self.admin_site.admin_view(self.import_upload), name="targets_import"),
+            path(
+                "import/<int:run_id>/",
+                self.admin_site.admin_view(self.import_mapping),
+                name="targets_import_mapping",
+            ),
+            path(
+                "<int:list_id>/export/",
+                self.admin_site.admin_view(self.export_view),
+                name="targets_targetlist_export",
+            ),
+        ]
+        return views + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "member_types": member_type_counts(object_id)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def export_view(self, request, list_id: int):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return export_response(get_object_or_404(TargetList, pk=list_id))
+
+    def import_upload(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = UploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            run = start_upload(form)
+            if run is not None:
+                return redirect("admin:targets_import_mapping", run_id=run.pk)
+        return self._render_import(request, "admin/targets/import_upload.html", form=form)
+
+    def import_mapping(self, request, run_id: int):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        run = get_object_or_404(ImportRun, pk=run_id)
+        if run.status == ImportRun.Status.DONE:
+            self.message_user(request, f"{run} is finished.")
+            return redirect("admin:targets_targetlist_change", run.target_list_id)
+        target_type = target_type_for(run.target_type_id)
+        csv_file = importing.open_csv(run.file_path, run.encoding or None)
+        fields = importing.importable_fields(target_type)
+        form = MappingForm(
+            request.POST or None, initial=run.mapping, fields=fields, headers=csv_file.headers
+        )
+        report = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                importing.check_mapping(csv_file, fields, form.mapping())
+            except importing.CsvFileError as error:
+                form.add_error(None, str(error))
+            else:
+                if "_import" in request.POST:
+                    return self._import(request, run, csv_file, target_type, form.mapping())
+                report = importing.Importer(
+                    csv_file, target_type, form.mapping(), dry_run=True
+                ).run_import()
+        return self._render_import(
+            request, "admin/targets/import_mapping.html", form=form, run=run, report=report
+        )
+
+    def _import(self, request, run, csv_file, target_type, mapping: dict[str, str]):
+        if run.line_done and mapping != run.mapping:
+            self.message_user(
+                request, "This run is partly imported: keep its mapping.", messages.ERROR
+            )
+            return redirect("admin:targets_import_mapping", run_id=run.pk)
+        ImportRun.objects.filter(pk=run.pk).update(mapping=mapping)
+        run.mapping = mapping
+        try:
+            report = importing.run_import(run, csv_file, target_type)
+        except Exception as error:  # the run is FAILED and resumable; say so instead of a 500
+            logger.exception("Import run %s failed", run.pk)
+            run.refresh_from_db()
+            self.message_user(
+                request,
+                f"Import stopped after line {run.line_done} ({error}). "
+                "Everything up to there is saved; press Import to resume.",
+                messages.ERROR,
+            )
+            return redirect("admin:targets_import_mapping", run_id=run.pk)
+        finish_upload(run)
+        self.message_user(
+            request,
+            f"Imported {report.imported} row(s) into {run.target_list}: {report.created} new, "
+            f"{report.updated} updated, {report.unchanged} unchanged; "
+            f"{report.error_count} row(s) with errors (listed on the import run).",
+            messages.WARNING if report.error_count else messages.SUCCESS,
+        )
+        return redirect("admin:targets_importrun_change", run.pk)
+
+    def _render_import(self, request, template: str, **context):
+        return TemplateResponse(
+            request,
+            template,
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Import a CSV file into a target list",
+                **context,
+            },
+        )
+
+
+def free_list_name(name: str) -> str:
+    candidate, number = name, 1
+    while TargetList.objects.filter(name=candidate).exists():
+        number += 1
+        candidate = f"{name} {number}"
+    return candidate
+
+
+def member_type_counts(list_id) -> list[dict]:
+    """Members per type of one list, with links to the member list filtered by type."""
+    counts = (
+        TargetListMember.objects.filter(target_list_id=list_id)
+        .values("content_type_id")
+        .annotate(total=Count("pk"), opted_out=Count("pk", filter=Q(opted_out=True)))
+    )
+    base = reverse("admin:targets_targetlistmember_changelist")
+    rows = []
+    for row in counts.order_by("content_type_id"):
+        target_type = target_type_for(row["content_type_id"])
+        rows.append(
+            {
+                "label": target_type.label if target_type else row["content_type_id"],
+                "total": row["total"],
+                "opted_out": row["opted_out"],
+                "url": f"{base}?target_list__id__exact={list_id}&type={row['content_type_id']}",
+            }
+        )
+    return rows
+
+
+def start_upload(form: UploadForm) -> ImportRun | None:
+    """Store the upload and create its run; on a file error, say so and write nothing."""
+    upload = form.cleaned_data["file"]
+    directory = Path(settings.MEDIA_ROOT) / "imports"
+    directory.mkdir(parents=True, exist_ok=True)
+    stored = directory / f"{uuid.uuid4().hex}.csv"
+    with open(stored, "wb") as destination:
+        for chunk in upload.chunks():
+            destination.write(chunk)
+    target_type = target_type_by_key(form.cleaned_data["target_type"])
+    try:
+        csv_file = importing.open_csv(stored, form.cleaned_data["encoding"] or None)
+        fields = importing.importable_fields(target_type)
+    except importing.CsvFileError as error:
+        stored.unlink()
+        form.add_error("file", str(error))
+        return None
+    return ImportRun.objects.create(
+        target_list=form.get_target_list(),
+        target_type=target_type.content_type,
+        file_name=upload.name,
+        file_path=str(stored),
+        checksum=csv_file.checksum,
+        encoding=csv_file.encoding,
+        mapping=importing.default_mapping(csv_file.headers, fields),
+    )
+
+
+def finish_upload(run: ImportRun) -> None:
+    """The stored upload is no longer needed once its run is done."""
+    if run.file_path:
+        Path(run.file_path).unlink(missing_ok=True)
+        ImportRun.objects.filter(pk=run.pk).update(file_path="")
+
+
+@admin.register(ImportRun)
+class ImportRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "file_name",
+        "target_list",
+        "target_type",
+        "status",
+        "line_done",
+        "created_count",
+        "updated_count",
+        "unchanged_count",
+        "error_count",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["target_list", "target_type"]
+    readonly_fields = [f.name for f in ImportRun._meta.fields if f.name != "id"] + ["row_errors"]
+    exclude = ["errors"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # runs start from the target list's Import CSV page
+
+    @admin.display(description="Row errors")
+    def row_errors(self, obj) -> str:
+        lines = [f"line {line}: {message}" for line, message in obj.errors]
+        more = obj.error_count - len(lines)
+        return format_html_join("\n", "<div>{}</div>", ((line,) for line in lines)) + (
+            format_html("<div>... and {} more</div>", more) if more > 0 else ""
+        )
+
 
 @admin.register(TargetListMember)
 class TargetListMemberAdmin(admin.ModelAdmin):
-    list_display = ["target_list", "content_type", "object_id", "opted_out", "added_at"]
-    list_filter = ["opted_out", "content_type", "target_list"]
+    list_display = ["record_name", "record_type", "email_address", "opted_out", "added_at"]
+    list_filter = [MemberTypeFilter, "opted_out", "target_list"]
     list_select_related = ["target_list", "content_type"]
     show_full_result_count = False
     raw_id_fields = ["target_list"]
+    actions = ["mark_opted_out", "unmark_opted_out"]
+
+    def get_queryset(self, request) -> QuerySet:
+        address = RecordEmailAddress.objects.filter(
+            content_type_id=OuterRef("content_type_id"),
+            object_id=OuterRef("object_id"),
+            primary=True,
+        ).values("email_address__address")[:1]
+        # prefetch_related("record") resolves only the shown page: one query per type.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(primary_email_address=Subquery(address))
+            .prefetch_related("record")
+        )
+
+    @admin.display(description="Name")
+    def record_name(self, obj) -> str:
+        return display_name(obj.record) if obj.record is not None else f"#{obj.object_id} (gone)"
+
+    @admin.display(description="Type", ordering="content_type")
+    def record_type(self, obj) -> str:
+        target_type = target_type_for(obj.content_type)
+        return target_type.key if target_type else obj.content_type.model
+
+    @admin.display(description="Email address")
+    def email_address(self, obj) -> str:
+        return obj.primary_email_address or ""
+
+    @admin.action(description="Mark opted out")
+    def mark_opted_out(self, request, queryset) -> None:
+        count = set_opted_out(queryset, True)
+        self.message_user(request, f"{count} member(s) marked opted out.")
+
+    @admin.action(description="Unmark opted out")
+    def unmark_opted_out(self, request, queryset) -> None:
+        count = set_opted_out(queryset, False)
+        self.message_user(request, f"{count} member(s) no longer opted out.")
+
+
+class SegmentConditionInline(admin.TabularInline):
+    model = SegmentCondition
+    extra = 1
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "target_type", "match", "target_list", "sync_mode", "schedule"]
+    list_select_related = ["target_type", "target_list", "schedule"]
+    inlines = [SegmentConditionInline]
+    readonly_fields = [
+        "matching_records",
+        "last_synced_at",
+        "last_sync_added",
+        "last_sync_removed",
+        "periodic_task",
+    ]
+    actions = ["sync_now"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "target_type":
+            kwargs["queryset"] = ContentType.objects.filter(
+                pk__in=[t.content_type.pk for t in target_types()]
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="Matching records (preview)")
+    def matching_records(self, obj) -> str:
+        if obj.pk is None:
+            return "Save to see how many records match."
+        try:
+            return f"{segment_queryset(obj).count():,}"
+        except ValidationError as error:
+            return "; ".join(error.messages)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        segment = form.instance
+        schedule_segment(segment)
+        self.message_user(
+            request, f"{segment}: {segment_queryset(segment).count():,} matching record(s)."
+        )
+
+    @admin.action(description="Sync into the target list now")
+    def sync_now(self, request, queryset) -> None:
+        for segment in queryset.select_related("target_list", "target_type"):
+            try:
+                result = sync_segment(segment)
+            except ValidationError as error:
+                self.message_user(request, "; ".join(error.messages), messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{segment}: {result.added} added to {segment.target_list}, "
+                f"{result.removed} removed.",
+            )

@@ -290,3 +290,127 @@ class TargetListMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.content_type.model} #{self.object_id} in {self.target_list}"
+
+
+class ImportRun(models.Model):
+    """One CSV import into a target list; its progress lets a crashed run resume.
+
+    Each batch commits together with `line_done`, so a re-run of the same file
+    (same checksum, type, list and mapping) continues after the last committed line.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for mapping"
+        RUNNING = "running", "Running"
+        FAILED = "failed", "Failed (can resume)"
+        DONE = "done", "Done"
+
+    target_list = models.ForeignKey(
+        TargetList, on_delete=models.CASCADE, related_name="import_runs"
+    )
+    target_type = models.ForeignKey(ContentType, on_delete=models.PROTECT)
+    file_name = models.CharField(max_length=255)
+    file_path = models.CharField(
+        max_length=500, blank=True, help_text="Stored upload (admin imports only)."
+    )
+    checksum = models.CharField(max_length=64, db_index=True)
+    encoding = models.CharField(max_length=40, blank=True)
+    mapping = models.JSONField(default=dict, help_text="Field name -> CSV column header.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    line_done = models.PositiveIntegerField(
+        default=0, help_text="Last file line whose batch is committed."
+    )
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="The first row errors.")
+    failure = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} into {self.target_list} ({self.get_status_display()})"
+
+
+class Segment(models.Model):
+    """A saved filter over one target type, synced into a target list."""
+
+    class Match(models.TextChoices):
+        ALL = "all", "All conditions (AND)"
+        ANY = "any", "Any condition (OR)"
+
+    class SyncMode(models.TextChoices):
+        ADD = "add", "Add matching records"
+        REPLACE = "replace", "Replace the list's members (keeps opted-out flags)"
+
+    name = models.CharField(max_length=200, unique=True)
+    target_type = models.ForeignKey(ContentType, on_delete=models.PROTECT)
+    match = models.CharField(max_length=3, choices=Match.choices, default=Match.ALL)
+    target_list = models.ForeignKey(
+        TargetList, null=True, blank=True, on_delete=models.SET_NULL, related_name="segments"
+    )
+    sync_mode = models.CharField(max_length=7, choices=SyncMode.choices, default=SyncMode.ADD)
+    schedule = models.ForeignKey(
+        "django_celery_beat.CrontabSchedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="Sync automatically on this schedule; leave empty to sync on demand only.",
+    )
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_sync_added = models.PositiveIntegerField(default=0, editable=False)
+    last_sync_removed = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentCondition(models.Model):
+    class Operator(models.TextChoices):
+        EQUALS = "equals", "equals"
+        CONTAINS = "contains", "contains"
+        IN = "in", "is one of (comma-separated)"
+        BEFORE = "before", "before (date)"
+        AFTER = "after", "after (date)"
+        EMPTY = "empty", "is empty"
+        NOT_EMPTY = "not_empty", "is not empty"
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="conditions")
+    field = models.CharField(
+        max_length=100,
+        help_text='A field of the target type, e.g. "country", "account__industry", '
+        '"created_at", or "email" for the primary address.',
+    )
+    operator = models.CharField(max_length=10, choices=Operator.choices)
+    value = models.CharField(max_length=1000, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.get_operator_display()} {self.value}".strip()
+
+    def clean(self) -> None:
+        from targets.segments import condition_q  # segments builds on these models
+
+        model = self.segment.target_type.model_class() if self.segment.target_type_id else None
+        if model is not None and self.field and self.operator:
+            try:
+                condition_q(model, self.field.strip(), self.operator, self.value)
+            except ValidationError as error:
+                raise ValidationError({"field": error.messages}) from None

@@ -1,10 +1,10 @@
 """Users are targets too: keep a user's email field linked as their primary address."""
 
 from django.conf import settings
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from targets.models import set_email_addresses
+from targets.models import Segment, set_email_addresses
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
@@ -12,3 +12,10 @@ def link_user_email(sender, instance, raw: bool = False, update_fields=None, **k
     if raw or (update_fields is not None and "email" not in update_fields):
         return
     set_email_addresses(instance, instance.email or None)
+
+
+@receiver(post_delete, sender=Segment)
+def unschedule_deleted_segment(sender, instance: Segment, **kwargs) -> None:
+    from targets.segments import unschedule_segment
+
+    unschedule_segment(instance)

@@ -1,0 +1,508 @@
+"""CSV import of records (contacts, leads, accounts, custom types) into a target list.
+
+The file is read as a stream and written in batches. Each batch is one
+transaction that also records the last committed line in its ImportRun, so a
+crash loses at most the batch in flight and a re-run resumes after it. Records
+are matched by their primary address for the type, so importing the same file
+twice changes nothing. Writes are set-based (bulk_create / bulk_update per batch).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import F
+
+from targets.models import (
+    EmailAddress,
+    ImportRun,
+    RecordEmailAddress,
+    TargetList,
+    TargetListMember,
+    validate_address,
+)
+from targets.registry import TargetType
+
+EMAIL = "email"
+DELIMITERS = ",;\t|"
+HEAD_BYTES = 64 * 1024
+KEPT_ERRORS = 1000
+# Header spellings recognised for each field, compared without case, spaces or punctuation.
+SYNONYMS = {
+    EMAIL: {"email", "emailaddress", "mail", "address", "primaryemail", "courriel"},
+    "first_name": {"firstname", "first", "givenname", "forename", "vorname", "prenom"},
+    "last_name": {"lastname", "last", "surname", "familyname", "nachname", "nom"},
+    "name": {"name", "company", "companyname", "accountname", "organisation", "organization"},
+    "account_name": {"company", "companyname", "accountname", "organisation", "organization"},
+    "phone": {"phone", "phonenumber", "telephone", "tel", "telefon"},
+    "city": {"city", "town", "ort", "stadt", "ville"},
+    "country": {"country", "land", "pays"},
+    "website": {"website", "web", "url", "homepage"},
+}
+
+
+class CsvFileError(ValueError):
+    """The file as a whole cannot be imported; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ImportField:
+    name: str
+    label: str
+    required: bool
+    max_length: int | None = None
+    choices: dict[str, str] | None = None  # lower-cased value or label -> value
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class CsvFile:
+    path: Path
+    encoding: str
+    delimiter: str
+    headers: list[str]
+    checksum: str
+
+    def open_text(self) -> io.TextIOWrapper:
+        # surrogateescape keeps undecodable bytes so each bad row can be reported by line.
+        return open(self.path, encoding=self.encoding, errors="surrogateescape", newline="")
+
+    def line_count(self) -> int:
+        with open(self.path, "rb") as raw:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: raw.read(1 << 20), b""))
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    error_count: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    resumed_after_line: int = 0
+    dry_run: bool = False
+
+    @property
+    def imported(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+    def add_error(self, error: RowError) -> None:
+        self.error_count += 1
+        if len(self.errors) < KEPT_ERRORS:
+            self.errors.append(error)
+
+
+@dataclass
+class ValidRow:
+    line: int
+    address: str
+    values: dict[str, str]
+
+
+def open_csv(path: str | Path, encoding: str | None = None) -> CsvFile:
+    """Check that the file is a CSV file with a header; raise CsvFileError if not."""
+    path = Path(path)
+    with open(path, "rb") as raw:
+        head = raw.read(HEAD_BYTES)
+    if not head.strip():
+        raise CsvFileError(f"{path.name} is empty.")
+    if b"\x00" in head:
+        raise CsvFileError(f"{path.name} is not a CSV file: it contains binary data.")
+    encoding = encoding or "utf-8-sig"
+    first_line = _first_line(head, encoding, path.name)
+    delimiter = max(DELIMITERS, key=first_line.count)
+    if first_line.count(delimiter) == 0:
+        delimiter = ","  # one column: valid only if that column is the address (checked later)
+    headers = [name.strip() for name in next(csv.reader([first_line], delimiter=delimiter))]
+    _check_headers(headers, path.name)
+    return CsvFile(path, encoding, delimiter, headers, _checksum(path))
+
+
+def _first_line(head: bytes, encoding: str, file_name: str) -> str:
+    try:
+        text = head.decode(encoding, errors="surrogateescape")
+    except LookupError:
+        raise CsvFileError(f"Unknown encoding {encoding!r}.") from None
+    line = text.lstrip("\r\n").splitlines()[0]
+    if _has_bad_bytes(line):
+        raise CsvFileError(
+            f"The header line of {file_name} is not valid {encoding}; "
+            "give the file's encoding (e.g. --encoding cp1252)."
+        )
+    return line
+
+
+def _check_headers(headers: list[str], file_name: str) -> None:
+    seen = set()
+    for header in headers:
+        if header and header.lower() in seen:
+            raise CsvFileError(f"Column {header!r} appears twice in the header of {file_name}.")
+        seen.add(header.lower())
+    if not any(headers):
+        raise CsvFileError(f"{file_name} has no header line naming its columns.")
+
+
+def _checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as raw:
+        for chunk in iter(lambda: raw.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _has_bad_bytes(text: str) -> bool:
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def importable_fields(target_type: TargetType) -> list[ImportField]:
+    """The address plus the model's own text fields; required ones are those without blank."""
+    if target_type.model is get_user_model():
+        raise CsvFileError("Users are not imported from CSV; import contacts or leads.")
+    fields = [ImportField(EMAIL, "Email address", required=True, max_length=254)]
+    for model_field in target_type.model._meta.concrete_fields:
+        if _importable(model_field):
+            fields.append(_import_field(model_field))
+    return fields
+
+
+def _importable(model_field: models.Field) -> bool:
+    return (
+        isinstance(model_field, models.CharField | models.TextField)
+        and model_field.editable
+        and not model_field.primary_key
+    )
+
+
+def _import_field(model_field: models.Field) -> ImportField:
+    choices = None
+    if model_field.choices:
+        choices = {}
+        for value, label in model_field.flatchoices:
+            choices[str(label).lower()] = value
+            choices[str(value).lower()] = value
+    return ImportField(
+        model_field.name,
+        str(model_field.verbose_name).capitalize(),
+        required=not model_field.blank and not model_field.has_default(),
+        max_length=model_field.max_length,
+        choices=choices,
+    )
+
+
+def _squash(header: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", header.lower())
+
+
+def default_mapping(headers: list[str], fields: list[ImportField]) -> dict[str, str]:
+    """Field name -> header, guessed from the header names."""
+    squashed = {_squash(header): header for header in headers if header}
+    mapping = {}
+    for import_field in fields:
+        candidates = {_squash(import_field.name), _squash(import_field.label)}
+        candidates |= SYNONYMS.get(import_field.name, set())
+        header = next((squashed[c] for c in candidates if c in squashed), None)
+        if header and header not in mapping.values():
+            mapping[import_field.name] = header
+    return mapping
+
+
+def check_mapping(csv_file: CsvFile, fields: list[ImportField], mapping: dict[str, str]) -> None:
+    known = {f.name for f in fields}
+    for name, header in mapping.items():
+        if name not in known:
+            raise CsvFileError(f"Unknown field {name!r}; fields are: {', '.join(sorted(known))}.")
+        if header not in csv_file.headers:
+            raise CsvFileError(
+                f"No column {header!r} in the file; its columns are: {', '.join(csv_file.headers)}."
+            )
+    if EMAIL not in mapping:
+        raise CsvFileError(
+            "No address column: name the column holding email addresses "
+            f"(e.g. --map email=COLUMN); the file's columns are: {', '.join(csv_file.headers)}."
+        )
+    missing = [f.label for f in fields if f.required and f.name not in mapping]
+    if missing:
+        raise CsvFileError(f"No column mapped to required field(s): {', '.join(missing)}.")
+
+
+def read_rows(csv_file: CsvFile) -> Iterator[tuple[int, list[str]]]:
+    """(first line number, fields) for every non-blank row after the header."""
+    with csv_file.open_text() as text:
+        reader = csv.reader(text, delimiter=csv_file.delimiter)
+        try:
+            next(reader)
+            line = reader.line_num + 1
+            for row in reader:
+                if any(value.strip() for value in row):
+                    yield line, row
+                line = reader.line_num + 1
+        except csv.Error as error:
+            message = f"line {reader.line_num}: the file is not valid CSV: {error}"
+            raise CsvFileError(message) from None
+
+
+class RowChecker:
+    """Turns raw rows into ValidRows or RowErrors, remembering addresses seen in the file."""
+
+    def __init__(self, csv_file: CsvFile, fields: list[ImportField], mapping: dict[str, str]):
+        self.csv_file = csv_file
+        self.columns = {name: csv_file.headers.index(header) for name, header in mapping.items()}
+        self.fields = [f for f in fields if f.name in mapping]
+        self.seen: dict[str, int] = {}
+
+    def check(self, line: int, row: list[str]) -> ValidRow | RowError:
+        if _has_bad_bytes("".join(row)):
+            return RowError(
+                line,
+                f"bytes that are not valid {self.csv_file.encoding}; "
+                "give the file's encoding (e.g. --encoding cp1252)",
+            )
+        if len(row) != len(self.csv_file.headers):
+            return RowError(
+                line, f"{len(row)} fields where the header has {len(self.csv_file.headers)}"
+            )
+        values = {name: row[index].strip() for name, index in self.columns.items()}
+        problem = self._field_problem(values)
+        if problem:
+            return RowError(line, problem)
+        try:
+            address = validate_address(values.pop(EMAIL))
+        except ValidationError as error:
+            return RowError(line, error.messages[0])
+        if address in self.seen:
+            return RowError(line, f"duplicate of line {self.seen[address]} ({address})")
+        self.seen[address] = line
+        return ValidRow(line, address, values)
+
+    def _field_problem(self, values: dict[str, str]) -> str | None:
+        for import_field in self.fields:
+            value = values[import_field.name]
+            if not value:
+                if import_field.required:
+                    return f"{import_field.label} is missing"
+                continue
+            if import_field.max_length and len(value) > import_field.max_length:
+                return f"{import_field.label} is longer than {import_field.max_length} characters"
+            if import_field.choices is not None:
+                if value.lower() not in import_field.choices:
+                    return f"{import_field.label} {value!r} is not one of the allowed values"
+                values[import_field.name] = import_field.choices[value.lower()]
+        return None
+
+
+@dataclass
+class BatchPlan:
+    new: list[ValidRow]
+    changed: list[models.Model]
+    unchanged: list[int]  # object ids of records left as they are
+    address_ids: dict[str, int]
+
+
+def plan_batch(rows: list[ValidRow], target_type: TargetType, *, write: bool) -> BatchPlan:
+    """Match rows to existing records of the type by primary address."""
+    addresses = [row.address for row in rows]
+    if write:
+        EmailAddress.objects.bulk_create(
+            [EmailAddress(address=address) for address in addresses], ignore_conflicts=True
+        )
+    address_ids = dict(
+        EmailAddress.objects.filter(address__in=addresses).values_list("address", "id")
+    )
+    owners = dict(
+        RecordEmailAddress.objects.filter(
+            content_type=target_type.content_type,
+            primary=True,
+            email_address_id__in=address_ids.values(),
+        )
+        .order_by("-object_id")  # several records sharing it: the oldest wins
+        .values_list("email_address_id", "object_id")
+    )
+    records = target_type.model.objects.in_bulk(owners.values())
+    plan = BatchPlan([], [], [], address_ids)
+    for row in rows:
+        record = records.get(owners.get(address_ids.get(row.address)))
+        if record is None:
+            plan.new.append(row)
+        elif _apply_values(record, row.values):
+            plan.changed.append(record)
+        else:
+            plan.unchanged.append(record.pk)
+    return plan
+
+
+def _apply_values(record: models.Model, values: dict[str, str]) -> bool:
+    """Set the row's non-empty values on the record; True if anything changed."""
+    changed = False
+    for name, value in values.items():
+        if value and getattr(record, name) != value:
+            setattr(record, name, value)
+            changed = True
+    return changed
+
+
+def write_batch(
+    plan: BatchPlan, target_type: TargetType, target_list: TargetList, fields: list[str]
+) -> None:
+    model, content_type = target_type.model, target_type.content_type
+    created = model.objects.bulk_create([model(**row.values) for row in plan.new])
+    RecordEmailAddress.objects.bulk_create(
+        [
+            RecordEmailAddress(
+                content_type=content_type,
+                object_id=record.pk,
+                email_address_id=plan.address_ids[row.address],
+                primary=True,
+            )
+            for row, record in zip(plan.new, created, strict=True)
+        ],
+        ignore_conflicts=True,
+    )
+    if plan.changed and fields:
+        model.objects.bulk_update(plan.changed, fields)
+    object_ids = [r.pk for r in created] + [r.pk for r in plan.changed] + plan.unchanged
+    TargetListMember.objects.bulk_create(
+        [
+            TargetListMember(target_list=target_list, content_type=content_type, object_id=pk)
+            for pk in object_ids
+        ],
+        ignore_conflicts=True,
+    )
+
+
+@dataclass
+class Importer:
+    """One pass over a file: dry run, fresh run or resumed run."""
+
+    csv_file: CsvFile
+    target_type: TargetType
+    mapping: dict[str, str]
+    target_list: TargetList | None = None
+    run: ImportRun | None = None
+    dry_run: bool = False
+    batch_size: int = 1000
+    progress: Callable[[int], None] | None = None
+    report: ImportReport = field(default_factory=ImportReport)
+
+    def __post_init__(self) -> None:
+        self.fields = importable_fields(self.target_type)
+        check_mapping(self.csv_file, self.fields, self.mapping)
+        self.checker = RowChecker(self.csv_file, self.fields, self.mapping)
+        self.report.dry_run = self.dry_run
+        self.skip_to = 0 if self.dry_run or self.run is None else self.run.line_done
+        self.report.resumed_after_line = self.skip_to
+
+    def run_import(self) -> ImportReport:
+        batch: list[ValidRow] = []
+        pending_errors: list[RowError] = []
+        last_line = 0
+        for line, row in read_rows(self.csv_file):
+            result = self.checker.check(line, row)  # also for skipped rows: duplicates
+            last_line = line
+            if line <= self.skip_to:
+                continue
+            self.report.rows += 1
+            if isinstance(result, RowError):
+                pending_errors.append(result)
+            else:
+                batch.append(result)
+            if len(batch) + len(pending_errors) >= self.batch_size:
+                self._flush(batch, pending_errors, last_line)
+                batch, pending_errors = [], []
+        self._flush(batch, pending_errors, last_line)
+        return self.report
+
+    def _flush(self, batch: list[ValidRow], errors: list[RowError], last_line: int) -> None:
+        if not batch and not errors:
+            return
+        with transaction.atomic():
+            plan = plan_batch(batch, self.target_type, write=not self.dry_run)
+            if not self.dry_run:
+                write_batch(plan, self.target_type, self.target_list, self._update_fields())
+                self._record_progress(plan, errors, last_line)
+        self.report.created += len(plan.new)
+        self.report.updated += len(plan.changed)
+        self.report.unchanged += len(plan.unchanged)
+        for error in errors:
+            self.report.add_error(error)
+        if self.progress:
+            self.progress(len(batch) + len(errors))
+
+    def _update_fields(self) -> list[str]:
+        return [name for name in self.mapping if name != EMAIL]
+
+    def _record_progress(self, plan: BatchPlan, errors: list[RowError], last_line: int) -> None:
+        if self.run is None:
+            return
+        kept = list(self.run.errors)
+        kept += [[e.line, e.message] for e in errors][: max(0, KEPT_ERRORS - len(kept))]
+        self.run.errors = kept
+        ImportRun.objects.filter(pk=self.run.pk).update(
+            line_done=last_line,
+            created_count=F("created_count") + len(plan.new),
+            updated_count=F("updated_count") + len(plan.changed),
+            unchanged_count=F("unchanged_count") + len(plan.unchanged),
+            error_count=F("error_count") + len(errors),
+            errors=kept,
+        )
+
+
+def run_import(
+    run: ImportRun, csv_file: CsvFile, target_type: TargetType, **options
+) -> ImportReport:
+    """Import (or resume) the run's file into its list; the run ends DONE or FAILED."""
+    ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.RUNNING, failure="")
+    importer = Importer(
+        csv_file, target_type, run.mapping, target_list=run.target_list, run=run, **options
+    )
+    try:
+        report = importer.run_import()
+    except BaseException as error:
+        ImportRun.objects.filter(pk=run.pk).update(
+            status=ImportRun.Status.FAILED, failure=f"{type(error).__name__}: {error}"
+        )
+        raise
+    ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.DONE)
+    run.refresh_from_db()
+    return report
+
+
+def resumable_run(
+    csv_file: CsvFile, target_type: TargetType, target_list: TargetList, mapping: dict[str, str]
+) -> ImportRun:
+    """The unfinished run of this very file, list, type and mapping, or a new run."""
+    check_mapping(csv_file, importable_fields(target_type), mapping)
+    unfinished = ImportRun.objects.filter(
+        checksum=csv_file.checksum,
+        target_type=target_type.content_type,
+        target_list=target_list,
+        status__in=[ImportRun.Status.RUNNING, ImportRun.Status.FAILED],
+    ).order_by("-created_at")
+    for run in unfinished:
+        if run.mapping == mapping:
+            return run
+    return ImportRun.objects.create(
+        target_list=target_list,
+        target_type=target_type.content_type,
+        file_name=csv_file.path.name,
+        checksum=csv_file.checksum,
+        encoding=csv_file.encoding,
+        mapping=mapping,
+    )
