@@ -1,11 +1,20 @@
 from __future__ import annotations
 
-from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import ManyToManyRawIdWidget
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
+from massmail import sending
 from massmail.models import MassEmail, OutboundSettings, QueueItem
+from targets.models import Account, Contact, Lead, validate_address
 
 
 @admin.register(OutboundSettings)
@@ -64,7 +73,9 @@ class MassEmailAdmin(admin.ModelAdmin):
     search_fields = ["name", "campaign__name"]
     autocomplete_fields = ["campaign", "email_template"]
     filter_horizontal = ["target_lists", "excluding_target_lists"]
-    readonly_fields = ["queue_built_at"]
+    readonly_fields = ["queue_built_at", "sending_progress"]
+    actions = ["send_test_action", "pause_action", "resume_action", "cancel_action"]
+    change_form_template = "admin/massmail/massemail/change_form.html"
     fieldsets = [
         (None, {"fields": ["campaign", "name", "status", "start_at", "email_template"]}),
         (
@@ -80,7 +91,7 @@ class MassEmailAdmin(admin.ModelAdmin):
             },
         ),
         ("Recipients", {"fields": ["target_lists", "excluding_target_lists", "opt_out_entirely"]}),
-        (None, {"fields": ["queue_built_at"]}),
+        ("Sending", {"fields": ["queue_built_at", "sending_progress"]}),
     ]
 
     def save_related(self, request, form, formsets, change) -> None:
@@ -93,6 +104,206 @@ class MassEmailAdmin(admin.ModelAdmin):
                 mass_email.excluding_target_lists.set(
                     mass_email.campaign.excluding_target_lists.all()
                 )
+
+    # ---- progress, pause/resume/cancel, send test (massmail.sending does the work)
+
+    @admin.display(description="progress")
+    def sending_progress(self, obj: MassEmail) -> str:
+        if obj.pk is None:
+            return "-"
+        p = sending.progress(obj)
+        counts = format_html_join(
+            ", ",
+            "{} {}",
+            [
+                (p.total, "total"),
+                (p.sent, "sent"),
+                (p.failed, "failed"),
+                (p.pending, "pending"),
+                (p.sending, "sending now"),
+                (p.unknown, "delivery unknown"),
+                (p.canceled, "canceled"),
+            ],
+        )
+        if p.next_portion_at is None:
+            return counts
+        when = timezone.localtime(p.next_portion_at).strftime("%Y-%m-%d %H:%M")
+        return format_html("{}; next portion at about {}", counts, when)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        mass_email = self.get_object(request, object_id)
+        buttons = []
+        if mass_email is not None:
+            buttons = [
+                ("pause", "Pause", mass_email.can_pause()),
+                ("resume", "Resume", mass_email.can_resume()),
+                ("cancel", "Cancel sending", mass_email.can_cancel()),
+            ]
+        extra_context = {**(extra_context or {}), "sending_buttons": buttons}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:object_id>/send-test/",
+                self.admin_site.admin_view(self.send_test_view),
+                name="massmail_massemail_send_test",
+            ),
+            path(
+                "<int:object_id>/<str:verb>/",
+                self.admin_site.admin_view(self.status_view),
+                name="massmail_massemail_status",
+            ),
+        ]
+        return own + super().get_urls()
+
+    _VERBS = {"pause": sending.pause, "resume": sending.resume, "cancel": sending.cancel}
+
+    def status_view(self, request, object_id: int, verb: str):
+        """The Pause / Resume / Cancel buttons of the change page (POST only)."""
+        mass_email = get_object_or_404(MassEmail, pk=object_id)
+        if verb not in self._VERBS or request.method != "POST":
+            return HttpResponseRedirect(
+                reverse("admin:massmail_massemail_change", args=[object_id])
+            )
+        if not self.has_change_permission(request, mass_email):
+            raise PermissionDenied
+        self._apply(request, [mass_email], verb)
+        return HttpResponseRedirect(reverse("admin:massmail_massemail_change", args=[object_id]))
+
+    def _apply(self, request, mass_emails, verb: str) -> None:
+        for mass_email in mass_emails:
+            if self._VERBS[verb](mass_email):
+                self.message_user(request, f"{mass_email}: {mass_email.get_status_display()}.")
+            else:
+                self.message_user(
+                    request,
+                    f"{mass_email} cannot {verb} while {mass_email.get_status_display()}.",
+                    messages.WARNING,
+                )
+
+    @admin.action(description="Pause sending", permissions=["change"])
+    def pause_action(self, request, queryset) -> None:
+        self._apply(request, queryset, "pause")
+
+    @admin.action(description="Resume sending", permissions=["change"])
+    def resume_action(self, request, queryset) -> None:
+        self._apply(request, queryset, "resume")
+
+    @admin.action(description="Cancel (pending items are canceled)", permissions=["change"])
+    def cancel_action(self, request, queryset) -> None:
+        self._apply(request, queryset, "cancel")
+
+    @admin.action(description="Send test", permissions=["change"])
+    def send_test_action(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose one mass email to test.", messages.WARNING)
+            return None
+        url = reverse("admin:massmail_massemail_send_test", args=[queryset.get().pk])
+        return HttpResponseRedirect(url)
+
+    def send_test_view(self, request, object_id: int):
+        mass_email = get_object_or_404(MassEmail, pk=object_id)
+        if not self.has_change_permission(request, mass_email):
+            raise PermissionDenied
+        form = SendTestForm(
+            request.POST or None, admin_site=self.admin_site, initial={"users": request.user.pk}
+        )
+        if request.method == "POST" and form.is_valid():
+            if not mass_email.can_send_test():
+                self.message_user(
+                    request, "A canceled mass email cannot be tested.", messages.ERROR
+                )
+            else:
+                self._report_test(request, sending.send_test(mass_email, **form.recipients()))
+                return HttpResponseRedirect(
+                    reverse("admin:massmail_massemail_change", args=[mass_email.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Send test: {mass_email}",
+            "mass_email": mass_email,
+            "form": form,
+            "opts": self.model._meta,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/massmail/massemail/send_test.html", context)
+
+    def _report_test(self, request, result: sending.SendTestResult) -> None:
+        if result.sent:
+            self.message_user(request, f"Test sent to {', '.join(result.sent)}.")
+        for who, why in result.skipped:
+            self.message_user(request, f"Skipped {who}: {why}.", messages.WARNING)
+        for who, why in result.failed:
+            self.message_user(request, f"Not sent to {who}: {why}", messages.ERROR)
+        if not (result.sent or result.skipped or result.failed):
+            self.message_user(request, "Nobody was chosen.", messages.WARNING)
+
+
+class _RawIdRelation:
+    """What the admin's raw id widget needs to know about the model it looks up."""
+
+    limit_choices_to: dict = {}
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+
+class RecordIdsField(forms.CharField):
+    """Comma-separated ids picked with the admin's lookup popup."""
+
+    def __init__(self, model, admin_site, **kwargs) -> None:
+        self.model = model
+        widget = ManyToManyRawIdWidget(_RawIdRelation(model), admin_site)
+        super().__init__(required=False, widget=widget, **kwargs)
+
+    def clean(self, value):
+        text = super().clean(value)
+        try:
+            ids = {int(part) for part in text.replace(" ", "").split(",") if part}
+        except ValueError:
+            raise ValidationError("Enter ids separated by commas.") from None
+        records = list(self.model._default_manager.filter(pk__in=ids))
+        missing = ids - {record.pk for record in records}
+        if missing:
+            raise ValidationError(f"No {self.model._meta.verbose_name} with id {sorted(missing)}.")
+        return records
+
+
+class SendTestForm(forms.Form):
+    addresses = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 50}),
+        help_text="One email address per line.",
+    )
+
+    def __init__(self, *args, admin_site, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name, model in [
+            ("users", get_user_model()),
+            ("contacts", Contact),
+            ("leads", Lead),
+            ("accounts", Account),
+        ]:
+            self.fields[name] = RecordIdsField(model, admin_site, label=name.capitalize())
+        self.order_fields(["users", "contacts", "leads", "accounts", "addresses"])
+
+    def clean_addresses(self) -> list[str]:
+        lines = [line.strip() for line in self.cleaned_data["addresses"].splitlines()]
+        errors, addresses = [], []
+        for line in filter(None, lines):
+            try:
+                addresses.append(validate_address(line))
+            except ValidationError as error:
+                errors.extend(error.messages)
+        if errors:
+            raise ValidationError(errors)
+        return addresses
+
+    def recipients(self) -> dict:
+        data = self.cleaned_data
+        records = [*data["users"], *data["contacts"], *data["leads"], *data["accounts"]]
+        return {"records": records, "addresses": data["addresses"]}
 
 
 @admin.register(QueueItem)
@@ -112,8 +323,18 @@ class QueueItemAdmin(admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = [field.name for field in QueueItem._meta.fields]
 
+    actions = ["retry_action"]
+
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("massmail.change_massemail")
+
+    @admin.action(description="Retry (delivery unknown or failed items)", permissions=["retry"])
+    def retry_action(self, request, queryset) -> None:
+        retried = sending.retry(queryset)
+        self.message_user(request, f"{retried} item(s) back to Pending; the next tick sends them.")

@@ -49,7 +49,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -413,7 +413,10 @@ class PortionRun:
         self.done: list[tuple[QueueItem, str, datetime]] = []
 
     def run(self) -> None:
-        sendable = self._recheck(self.items)
+        from massmail.composition import recipient_contexts
+
+        contexts = recipient_contexts(self.items)
+        sendable = self._recheck(self.items, contexts)
         if not sendable:
             return
         try:
@@ -424,13 +427,10 @@ class PortionRun:
             log.exception("cannot prepare mass email %s", self.mass_email.pk)
             self._fail_all(sendable, f"cannot prepare the message: {error}")
             return
-        from massmail.composition import recipient_contexts
-
-        contexts = recipient_contexts(sendable)
         for position, item in enumerate(sendable):
             if not self._send_one(item, prepared, transport, contexts.get(item.id)):
                 self._flush()
-                release(sendable[position + 1 :], worker=self.session.worker)
+                self._stop(sendable[position + 1 :])
                 return
             if len(self.done) >= FLUSH_EVERY:
                 self._flush()
@@ -457,6 +457,10 @@ class PortionRun:
 
     def _handle_error(self, item: QueueItem, error: TransportError) -> bool:
         worker = self.session.worker
+        if self.session.is_test and not error.uncertain:
+            # A test is sent now or never: no retries, no waiting for the next tick.
+            self._fail(item, error.message)
+            return not error.connection_lost
         if error.uncertain:
             _set_outcome(item, worker, status=Status.UNKNOWN, last_error=error.message)
             self.result.unknown += 1
@@ -476,6 +480,13 @@ class PortionRun:
             self.result.stopped = error.message
             return False
         return True
+
+    def _stop(self, rest: list[QueueItem]) -> None:
+        """The portion stops: the rest was never offered to the server."""
+        if self.session.is_test:
+            self._fail_all(rest, f"not sent: {self.result.stopped}")
+        else:
+            release(rest, worker=self.session.worker)
 
     def _retry_later(self, item: QueueItem, message: str) -> None:
         attempts = item.attempt_count + 1
@@ -503,9 +514,9 @@ class PortionRun:
         )
         self.result.failed += len(items)
 
-    def _recheck(self, items: list[QueueItem]) -> list[QueueItem]:
+    def _recheck(self, items: list[QueueItem], contexts: dict[int, Any]) -> list[QueueItem]:
         """Fail items whose address or target changed since the queue was built."""
-        reasons = send_time_problems(items, self.mass_email.campaign)
+        reasons = send_time_problems(items, contexts, self.mass_email.campaign)
         for item in items:
             if item.pk in reasons:
                 self._fail(item, reasons[item.pk])
@@ -533,31 +544,20 @@ class PortionRun:
         return True
 
 
-def send_time_problems(items: list[QueueItem], campaign: Campaign) -> dict[int, str]:
+def send_time_problems(
+    items: list[QueueItem], contexts: dict[int, Any], campaign: Campaign
+) -> dict[int, str]:
     """{item id: why it must not go} for invalid/opted-out addresses and deleted targets."""
     reasons: dict[int, str] = {}
     for item in items:
         address = item.email_address
+        context = contexts.get(item.pk)
         if address.invalid:
             reasons[item.pk] = "address is invalid"
         elif address.opt_out and not campaign.is_informational:
             reasons[item.pk] = "address opted out"
-    by_type: dict[int, list[QueueItem]] = {}
-    for item in items:
-        if item.content_type_id and item.pk not in reasons:
-            by_type.setdefault(item.content_type_id, []).append(item)
-    for content_type_id, group in by_type.items():
-        model = ContentType.objects.get_for_id(content_type_id).model_class()
-        existing = set(
-            model._default_manager.filter(pk__in=[i.object_id for i in group]).values_list(
-                "pk", flat=True
-            )
-            if model is not None
-            else []
-        )
-        for item in group:
-            if item.object_id not in existing:
-                reasons[item.pk] = "target deleted"
+        elif item.content_type_id and (context is None or context.target is None):
+            reasons[item.pk] = "target deleted"
     return reasons
 
 
@@ -717,3 +717,147 @@ def retry(items) -> int:
         Exists(QueueItem.objects.filter(mass_email=OuterRef("pk"), status=Status.PENDING))
     ).update(status=MassEmail.Status.IN_PROCESS)
     return retried
+
+
+# ---------------------------------------------------------------- send test
+
+
+@dataclass
+class SendTestResult:
+    sent: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (who, why)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def send_test(
+    mass_email: MassEmail, *, records: Iterable[Any] = (), addresses: Iterable[str] = ()
+) -> SendTestResult:
+    """Send the real message to chosen records and addresses now, whatever the schedule.
+
+    Items and log rows are marked test (left out of statistics and of the queue's
+    progress); opted-out (unless Informational) and invalid addresses are skipped.
+    """
+    result = SendTestResult()
+    recipients = _test_recipients(mass_email, records, addresses, result)
+    if not recipients:
+        return result
+    worker = worker_name()
+    now = timezone.now()
+    QueueItem.objects.bulk_create(
+        [
+            QueueItem(
+                mass_email=mass_email,
+                content_type_id=content_type_id,
+                object_id=object_id,
+                email_address=address,
+                status=Status.SENDING,
+                claimed_at=now,
+                claimed_by=worker,
+                is_test=True,
+            )
+            for content_type_id, object_id, address in recipients
+        ]
+    )
+    ids = list(QueueItem.objects.filter(claimed_by=worker).values_list("pk", flat=True))
+    session = SendingSession(worker, OutboundSettings.load(), is_test=True)
+    try:
+        session.send(_claimed_items(ids), TickResult())
+    finally:
+        session.close()
+    for item in QueueItem.objects.filter(is_test=True, claimed_by=worker).select_related(
+        "email_address"
+    ):
+        if item.status == Status.SENT:
+            result.sent.append(item.email_address.address)
+        else:
+            result.failed.append((item.email_address.address, item.last_error))
+    return result
+
+
+def _test_recipients(
+    mass_email: MassEmail, records: Iterable[Any], addresses: Iterable[str], result: SendTestResult
+) -> list[tuple[int | None, int | None, EmailAddress]]:
+    from targets.models import primary_email_of, validate_address
+
+    informational = mass_email.campaign.is_informational
+    chosen: dict[int, tuple[int | None, int | None, EmailAddress]] = {}
+    candidates: list[tuple[str, int | None, int | None, EmailAddress | None]] = []
+    for record in records:
+        content_type = ContentType.objects.get_for_model(record)
+        candidates.append((str(record), content_type.pk, record.pk, primary_email_of(record)))
+    for address in addresses:
+        normalized = validate_address(address)
+        candidates.append((normalized, None, None, EmailAddress.objects.for_address(normalized)))
+    for who, content_type_id, object_id, address in candidates:
+        if address is None:
+            result.skipped.append((who, "no primary email address"))
+        elif address.invalid:
+            result.skipped.append((who, f"{address} is invalid"))
+        elif address.opt_out and not informational:
+            result.skipped.append((who, f"{address} opted out"))
+        else:
+            chosen.setdefault(address.pk, (content_type_id, object_id, address))
+    return list(chosen.values())
+
+
+# ---------------------------------------------------------------- progress
+
+
+@dataclass
+class Progress:
+    total: int
+    sent: int
+    failed: int
+    pending: int
+    sending: int
+    unknown: int
+    canceled: int
+    next_portion_at: datetime | None
+
+
+def progress(mass_email: MassEmail, now: datetime | None = None) -> Progress:
+    """What the mass email page shows: counts by status and when the next portion goes."""
+    now = now or timezone.now()
+    counts = dict(
+        mass_email.queue_items.filter(is_test=False)
+        .values_list("status")
+        .annotate(n=models.Count("id"))
+        .values_list("status", "n")
+    )
+    waiting = counts.get(Status.PENDING, 0) and mass_email.status == MassEmail.Status.IN_PROCESS
+    return Progress(
+        total=sum(counts.values()),
+        sent=counts.get(Status.SENT, 0),
+        failed=counts.get(Status.FAILED, 0),
+        pending=counts.get(Status.PENDING, 0),
+        sending=counts.get(Status.SENDING, 0),
+        unknown=counts.get(Status.UNKNOWN, 0),
+        canceled=counts.get(Status.CANCELED, 0),
+        next_portion_at=next_portion_at(now) if waiting else None,
+    )
+
+
+def next_portion_at(now: datetime) -> datetime | None:
+    """The next tick at which the hourly cap leaves room (None: no schedule enabled)."""
+    from massmail.schedule import next_tick_at
+
+    tick_at = next_tick_at(now)
+    if tick_at is None:
+        return None
+    outbound = OutboundSettings.load()
+    if used_in_window(tick_at) < outbound.max_per_hour:
+        return tick_at
+    # Full: room comes back when the oldest message in the window leaves it.
+    oldest = (
+        QueueItem.objects.filter(sent_at__gte=now - CAP_WINDOW)
+        .order_by("sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+    if oldest is None:
+        return tick_at
+    room_at = oldest + CAP_WINDOW
+    interval = timedelta(minutes=tick_interval_minutes())
+    while tick_at < room_at:
+        tick_at += interval
+    return tick_at
