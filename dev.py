@@ -27,7 +27,7 @@ STAMP = VENV / ".massmail-installed"
 
 
 def setup() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (this script may run on an older Python)
         sys.exit(f"massmail needs Python 3.11 or newer (this is {sys.version.split()[0]}).")
     if not PYTHON.exists():
         print("Creating .venv ...", flush=True)
@@ -45,6 +45,10 @@ def manage(*args: str) -> None:
     subprocess.run([str(PYTHON), "manage.py", *args], check=True, cwd=ROOT)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run() -> None:
     setup()
     manage("migrate", "--noinput", "-v", "0")
@@ -56,6 +60,8 @@ def run() -> None:
         "beat": [str(BIN / "celery"), "-A", "config", "beat", "-l", "info"],
     }
     running = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in processes.items()}
+    # Stopped by a service manager or `timeout`: shut the three processes down too.
+    signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"\nmassmail is running: http://127.0.0.1:{port}/admin/\n"
         "  administrator: admin / massmail-demo\n"
