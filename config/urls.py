@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 admin.site.site_header = "massmail"
@@ -9,4 +9,6 @@ admin.site.index_title = "Email marketing"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # Public endpoints: unsubscribe page and one-click, tracked links, open pixel.
+    path("", include("tracking.urls")),
 ]

@@ -12,6 +12,7 @@ import base64
 import uuid
 
 from django.core import signing
+from django.utils.crypto import constant_time_compare
 
 SALT_UNSUBSCRIBE = "massmail.unsubscribe"
 SALT_CLICK = "massmail.click"
@@ -99,3 +100,28 @@ def read_open_token(token: str) -> uuid.UUID | None:
 def read_trap_token(token: str) -> uuid.UUID | None:
     value = _unsign(SALT_TRAP, token)
     return _decode_uid(value) if value else None
+
+
+# The address form, for templates sent outside mass emails: no queue item, so the
+# link names the address itself (base64) with an HMAC over it.
+SALT_ADDRESS = "massmail.unsubscribe-address"
+
+
+def _address_signature(encoded_address: str) -> str:
+    return signing.Signer(salt=SALT_ADDRESS).signature(encoded_address)
+
+
+def address_unsubscribe_url(site_url: str, address: str) -> str:
+    encoded = base64.urlsafe_b64encode(address.strip().lower().encode()).rstrip(b"=").decode()
+    return f"{site_url}/unsubscribe/{encoded}/{_address_signature(encoded)}/"
+
+
+def read_address_unsubscribe(encoded_address: str, signature: str) -> str | None:
+    """The address an address-form link names, or None when the HMAC does not match."""
+    if not constant_time_compare(signature, _address_signature(encoded_address)):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(encoded_address + "=" * (-len(encoded_address) % 4))
+        return raw.decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
