@@ -506,8 +506,26 @@ def _text_failures(msg: Message, sections: Sections) -> list[Failure]:
     for address in addresses:
         context = _context(notice, address)
         diagnostic = context if _says_why(context) or not whole else whole
+        if not _says_why(diagnostic):
+            context = _attached_transcript(sections, address) or context
+            diagnostic = context or diagnostic
         failures.append(Failure(address=address, diagnostic=diagnostic, context=context))
     return failures
+
+
+def _attached_transcript(sections: Sections, address: str) -> str:
+    """The remote server's reply for an address, from a bounce attached to this notice.
+
+    Gateways (virus scanners, relays) report "unable to deliver" and attach the bounce
+    they got, whose transcript holds the reason; only text carrying an SMTP reply or
+    status counts, so an ordinary returned message naming the address is not read.
+    """
+    for returned in sections.returned:
+        inner = "\n".join(_sections(returned).notice)
+        context = _context(inner, address)
+        if ENHANCED_STATUS_RE.search(context) and SMTP_REPLY_RE.search(context):
+            return context
+    return ""
 
 
 def _says_why(text: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bounces.classify import Report, classify
 
 
@@ -15,6 +17,7 @@ def make_dsn(
     returned_headers: str = "Message-ID: <orig-1@massmail.example>\nX-Queue-Item-Id: 42\n",
     to: str = "news+bounce-q42:sig@massmail.example",
     envid: str = "",
+    notice: str = "I'm sorry to have to inform you that your message could not be delivered.",
 ) -> bytes:
     envelope = f"Original-Envelope-Id: {envid}\n" if envid else ""
     return f"""Return-Path: <>
@@ -27,7 +30,7 @@ Content-Type: multipart/report; report-type=delivery-status; boundary="B"
 --B
 Content-Type: text/plain
 
-I'm sorry to have to inform you that your message could not be delivered.
+{notice}
 
 --B
 Content-Type: message/delivery-status
@@ -278,3 +281,196 @@ def test_malformed_input_never_raises() -> None:
 def test_empty_input_gives_empty_report() -> None:
     report = classify(b"")
     assert report.recipients == [] and report.queue_item_id is None
+
+
+def test_x21_user_unknown_needs_proof_of_rcpt_time() -> None:
+    # RFC 3463 x.2.1: the mailbox exists but refuses; filters word that "User Unknown".
+    bare = make_dsn(status="5.2.1", diagnostic="smtp; 550 5.2.1 <gone@example.org>... User Unknown")
+    assert only(classify(bare)).verdict == "soft"
+    at_rcpt = make_dsn(
+        status="5.2.1",
+        diagnostic="smtp; 550 5.2.1 <gone@example.org>... User Unknown "
+        "(in reply to RCPT TO command)",
+    )
+    assert only(classify(at_rcpt)).verdict == "hard"
+
+
+def test_sendmail_transcript_reply_after_data_is_soft() -> None:
+    # The DSN names the recipient one way, the transcript another: the reply text matches.
+    transcript = (
+        "... while talking to mx.example.org.:\n>>> DATA\n"
+        "<<< 550 5.2.1 <filtered@mx.example.org>... User Unknown\n554 5.0.0 Service unavailable"
+    )
+    raw = make_dsn(
+        status="5.2.1",
+        diagnostic="smtp; 550 5.2.1 <gone@example.org>... User Unknown",
+        notice=transcript,
+    )
+    assert (only(classify(raw)).verdict, only(classify(raw)).reason) == ("soft", "filtered")
+
+
+def test_failed_action_with_address_status_is_hard_even_from_a_4xx_reply() -> None:
+    raw = make_dsn(
+        status="4.1.1",
+        diagnostic="smtp; 450 4.1.1 <gone@example.org>: Recipient address rejected: "
+        "User unknown in virtual alias table",
+    )
+    assert only(classify(raw)).verdict == "hard"
+
+
+def test_system_not_accepting_mail_is_hard() -> None:
+    raw = make_dsn(
+        status="5.3.2",
+        diagnostic="smtp; 521 5.3.2 <gone@example.org>: System not accepting network messages",
+    )
+    verdict = only(classify(raw))
+    assert (verdict.verdict, verdict.reason) == ("hard", "notaccept")
+
+
+def test_exchange_online_directory_rejection_is_hard_but_plain_access_denied_is_soft() -> None:
+    directory = make_dsn(
+        status="5.4.1", diagnostic="smtp; 550 5.4.1 Recipient address rejected: Access denied."
+    )
+    assert only(classify(directory)).verdict == "hard"
+    relay = make_dsn(status="5.7.1", diagnostic="smtp; 554 5.7.1 Relay access denied")
+    assert only(classify(relay)).verdict == "soft"
+
+
+def test_bare_recipient_refusal_at_rcpt_time_is_hard() -> None:
+    raw = make_dsn(
+        status="5.0.0",
+        diagnostic="smtp; 550 <gone@example.org>: Recipient address rejected. "
+        "(in reply to RCPT TO command)",
+    )
+    assert only(classify(raw)).verdict == "hard"
+
+
+def test_multipart_whose_boundary_never_occurs_is_still_read() -> None:
+    raw = make_dsn(status="5.1.1").replace(b"--B\n", b"").replace(b"--B--\n", b"")
+    verdict = only(classify(raw))
+    assert (verdict.address, verdict.verdict) == ("gone@example.org", "hard")
+
+
+def sns_ses_bounce() -> bytes:
+    # Amazon SNS wraps the SES notification as a JSON string inside its own JSON.
+    notification = {
+        "notificationType": "Bounce",
+        "bounce": {
+            "bounceType": "Permanent",
+            "bouncedRecipients": [
+                {
+                    "emailAddress": "gone@example.org",
+                    "action": "failed",
+                    "status": "5.1.1",
+                    "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                }
+            ],
+        },
+    }
+    envelope = json.dumps({"Type": "Notification", "Message": json.dumps(notification)}, indent=2)
+    headers = (
+        "From: SES <no-reply@sns.amazonaws.com>\nTo: bounces@massmail.example\n"
+        "Subject: AWS Notification Message\nContent-Type: text/plain; charset=UTF-8\n\n"
+    )
+    return (headers + envelope + "\n").encode()
+
+
+def test_ses_notification_delivered_through_sns() -> None:
+    verdict = only(classify(sns_ses_bounce()))
+    assert (verdict.address, verdict.verdict, verdict.status) == (
+        "gone@example.org",
+        "hard",
+        "5.1.1",
+    )
+
+
+def test_dsn_forwarded_inside_a_notice_is_read() -> None:
+    inner = make_dsn().decode()
+    raw = f"""From: Mail Delivery Subsystem <MAILER-DAEMON@gw.example.net>
+To: news@massmail.example
+Subject: Returned mail
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="OUTER"
+
+--OUTER
+Content-Type: text/plain
+
+----- The following addresses had permanent delivery errors -----
+
+--OUTER
+Content-Type: message/rfc822
+
+{inner}
+--OUTER--
+""".encode()
+    verdict = only(classify(raw))
+    assert (verdict.address, verdict.verdict) == ("gone@example.org", "hard")
+
+
+def test_one_recipient_per_line_gets_its_own_reason() -> None:
+    raw = b"""From: MAILER-DAEMON@mx.example.net
+To: news@massmail.example
+Subject: Delivery status notification: error
+
+An error has occurred while attempting to deliver a message for
+the following list of recipients:
+
+full@example.org: 550 5.2.2 <full@example.org>... Mailbox Full
+gone@example.org: 550 5.1.1 <gone@example.org>... User Unknown
+"""
+    verdicts = {v.address: v.verdict for v in classify(raw).recipients}
+    assert verdicts == {"full@example.org": "soft", "gone@example.org": "hard"}
+
+
+def test_gateway_notice_reads_the_attached_transcript() -> None:
+    raw = b"""From: postmaster@gw.example.net
+To: news@massmail.example
+Subject: Mail could not be delivered
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="G"
+
+--G
+Content-Type: text/plain
+
+The following mail could not be delivered.
+Reason:  Unable to deliver message to <gone@example.org>.
+
+--G
+Content-Type: message/rfc822
+
+From: news@massmail.example
+To: gone@example.org
+Subject: hello
+
+----- Transcript of the session follows -----
+>>> RCPT To:<gone@example.org>
+<<< 550 5.1.1 <gone@example.org>... Invalid recipient
+--G--
+"""
+    verdict = only(classify(raw))
+    assert (verdict.verdict, verdict.status) == ("hard", "5.1.1")
+
+
+def test_reason_printed_above_a_lone_address_is_used() -> None:
+    raw = b"""From: MAILER-DAEMON@mx.example.net
+To: news@massmail.example
+Subject: Mail delivery failed
+
+The user(s) account is disabled.
+
+<gone@example.org>
+"""
+    verdict = only(classify(raw))
+    assert (verdict.verdict, verdict.reason) == ("hard", "disabled")
+
+
+def test_delay_warning_is_soft() -> None:
+    raw = b"""From: "Mail Deliver System" <MAILER-DAEMON@mx.example.net>
+To: news@massmail.example
+Subject: Warning--Could not send mail for past 8.5 hours
+
+---The following addresses had delivery errors---
+
+slow@example.org [Connection timed out]
+"""
+    assert only(classify(raw)).verdict == "soft"
