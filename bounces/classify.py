@@ -481,11 +481,22 @@ BOUNCE_SUBJECT_RE = re.compile(
 )
 
 
+NOTICE_FAILURE_RE = re.compile(
+    r"(?:could ?not|couldn't|cannot|can't|was not|wasn't) be delivered to:?\s*<?"
+    + ADDRESS_RE.pattern,
+    re.IGNORECASE,
+)
+
+
 def _looks_like_bounce(msg: Message, sections: Sections) -> bool:
     if sections.dsn or _header(msg, "X-Failed-Recipients").strip():
         return True
     sender = _header(msg, "From") + " " + _header(msg, "Return-Path")
     if BOUNCE_FROM_RE.search(sender) or BOUNCE_SUBJECT_RE.search(_header(msg, "Subject")):
+        return True
+    if not _is_auto_reply(msg) and NOTICE_FAILURE_RE.search("\n".join(sections.notice)):
+        # Sent from an ordinary address with a subject in another language, but the text
+        # says delivery to a named address failed.
         return True
     # A null return path alone is weak: RFC 3834 auto-replies use it too.
     null_sender = re.fullmatch(r"\s*<>\s*", _header(msg, "Return-Path") or "x")

@@ -474,3 +474,20 @@ Subject: Warning--Could not send mail for past 8.5 hours
 slow@example.org [Connection timed out]
 """
     assert only(classify(raw)).verdict == "soft"
+
+
+def test_notice_naming_the_failed_address_is_a_bounce_whatever_its_sender() -> None:
+    raw = b"""From: no-reply@isp.example.jp
+To: news@massmail.example
+Subject: =?UTF-8?B?44Oh44O844Or44Ko44Op44O86YCa55+l?=
+
+Your mail sent on: Thu, 29 Apr 2013 23:45:22 +0900
+     Could not be delivered to: <full@example.org>
+     As their mailbox is full.
+"""
+    verdict = only(classify(raw))
+    assert (verdict.address, verdict.verdict, verdict.reason) == (
+        "full@example.org",
+        "soft",
+        "mailboxfull",
+    )
