@@ -1,12 +1,16 @@
 """RFC 8058 one-click: a bare POST of List-Unsubscribe=One-Click unsubscribes; a GET never does."""
 
+from urllib.parse import urlsplit
+
 import pytest
 from django.test import Client
 from django.test.client import MULTIPART_CONTENT, encode_multipart
 
 from campaigns.models import CampaignLogRecord
+from massmail.sending import tick
 from targets.models import EmailAddress, TargetListMember
 from tests.factories import make_campaign, make_contact, make_mass_email, make_target_list
+from tests.fixtures.sending import make_queued_mass_email, set_outbound
 from tests.fixtures.tracking import make_sent_item
 from tracking import links
 
@@ -78,3 +82,20 @@ def test_a_bare_post_without_the_one_click_field_needs_the_csrf_token(item):
     )
     assert response.status_code == 403
     assert _state(item) == (False, {False}, 0)
+
+
+def test_the_header_of_a_sent_message_unsubscribes_in_one_click(smtp_settings, smtp_sink):
+    set_outbound(site_url="https://news.example.com", max_per_hour=1000, max_per_batch=None)
+    mass_email = make_queued_mass_email(addresses=["ann@example.com"])
+    assert tick().sent == 1
+    message = smtp_sink.received[0].message()
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = message["List-Unsubscribe"].strip("<>")
+    assert url.startswith("https://news.example.com/u/")
+    response = Client(enforce_csrf_checks=True).post(
+        urlsplit(url).path,
+        data=encode_multipart("BoUnDaRy", {"List-Unsubscribe": "One-Click"}),
+        content_type="multipart/form-data; boundary=BoUnDaRy",
+    )
+    assert response.status_code == 200
+    assert TargetListMember.objects.get(target_list__mass_emails=mass_email).opted_out
