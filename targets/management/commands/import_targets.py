@@ -53,7 +53,7 @@ class Command(BaseCommand):
         importing.check_mapping(csv_file, fields, mapping)
         self.stdout.write("Mapping: " + ", ".join(f"{k} <- {v!r}" for k, v in mapping.items()))
         with tqdm(
-            total=csv_file.line_count(), unit="rows", disable=options["verbosity"] == 0
+            total=csv_file.line_count() - 1, unit="rows", disable=options["verbosity"] == 0
         ) as bar:
             report = self.import_or_check(csv_file, target_type, mapping, options, bar.update)
         self.print_report(report)
