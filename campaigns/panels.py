@@ -12,7 +12,13 @@ from django import forms
 from django.contrib import messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+)
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
@@ -22,7 +28,16 @@ from campaigns.chart import activity_chart
 from campaigns.log import FILTER_LABELS, LOG_FILTERS, create_target_list_from_log, csv_response
 from campaigns.log import filtered_log as log_for_filter
 from campaigns.models import Campaign, CampaignLogRecord
-from campaigns.statistics import activity_series, campaign_statistics, link_clicks
+from campaigns.statistics import (
+    activity_series,
+    campaign_statistics,
+    counts_by_people,
+    hit_model,
+    link_clicks,
+    log_of,
+    log_summary,
+    percent_of,
+)
 
 LOG_PAGE_SIZE = 25
 Action = CampaignLogRecord.Action
@@ -83,6 +98,11 @@ class CampaignPanels:
                 name="campaigns_campaign_log_csv",
             ),
             path(
+                "<path:object_id>/people.json",
+                view(self.people_view),
+                name="campaigns_campaign_people",
+            ),
+            path(
                 "<path:object_id>/target-list-from-log/",
                 view(self.target_list_from_log_view),
                 name="campaigns_campaign_target_list_from_log",
@@ -99,12 +119,17 @@ class CampaignPanels:
     # -- context -----------------------------------------------------------
 
     def panels_context(self, request: HttpRequest, campaign: Campaign) -> dict:
-        statistics = campaign_statistics(campaign)
+        summary = log_summary(campaign)  # one scan shared by the figures and the chart
+        # Figures by people read every raw hit: people_view serves them to the page.
+        statistics = campaign_statistics(campaign, summary=summary, with_people=False)
         log_page = self.log_page(request, campaign)
         return {
             "statistics": statistics,
-            "chart": activity_chart(activity_series(campaign)),
-            "links": link_clicks(campaign) if campaign.allows_mass_email else [],
+            "chart": activity_chart(activity_series(campaign, summary)),
+            "links": link_clicks(campaign, with_hits=False) if campaign.allows_mass_email else [],
+            "people_url": reverse("admin:campaigns_campaign_people", args=[campaign.pk])
+            if hit_model() is not None and campaign.allows_mass_email
+            else "",
             "log_page": log_page,
             "log_filters": [
                 (key, label, self.log_query(key, log_page.include_test))
@@ -202,6 +227,28 @@ class CampaignPanels:
         except ValueError as error:
             return HttpResponseBadRequest(str(error))
         return csv_response(campaign, records, log_filter)
+
+    def people_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """Opens and clicks by people (not scanners or mail proxies), from the raw hits."""
+        campaign = self._campaign_or_404(request, object_id)
+        people = counts_by_people(campaign)
+        if people is None:
+            return JsonResponse({"available": False})
+        sent = log_of(campaign).filter(action=CampaignLogRecord.Action.SENT).count()
+        links = link_clicks(campaign)
+        return JsonResponse(
+            {
+                "available": True,
+                "figures": {
+                    key: {"count": count, "percent": str(percent_of(count, sent))}
+                    for key, count in people.items()
+                },
+                "links": {
+                    str(link.tracking_url_id): {"hits": link.hits, "people": link.clicked_by_people}
+                    for link in links
+                },
+            }
+        )
 
     def target_list_from_log_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         campaign = self._campaign_or_404(request, object_id)

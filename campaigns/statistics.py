@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.apps import apps
-from django.db.models import Count, Max, Min, Q, QuerySet
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncHour
+from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignLogRecord
 
@@ -82,21 +83,62 @@ def hit_model():
         return None
 
 
-def _distinct_items(action: str, **extra) -> Count:
-    return Count("queue_item", distinct=True, filter=Q(action=action, **extra))
+@dataclass(frozen=True)
+class LogSummary:
+    """The non-test log counted per (action, bounce type, hour): one index-only scan.
+
+    The statistics and the time series both add up these groups (at most a few
+    per hour of the campaign), so the million rows are read once, by the database.
+    """
+
+    groups: list[tuple[str, str, datetime, int]]
+    clicked_items: int
+
+    def total(self, action: str, bounce_type: str | None = None) -> int:
+        return sum(
+            n
+            for a, b, _, n in self.groups
+            if a == action and (bounce_type is None or b == bounce_type)
+        )
 
 
-def log_counts(campaign: Campaign) -> dict[str, int]:
-    """Counts of the non-test log in one query: queue items, not events."""
-    return log_of(campaign).aggregate(
-        sent=Count("pk", filter=Q(action=Action.SENT)),
-        opened=_distinct_items(Action.OPENED),
-        clicked=_distinct_items(Action.CLICKED),
-        opted_out=_distinct_items(Action.OPTED_OUT),
-        bounced_hard=_distinct_items(Action.BOUNCED, bounce_type=Bounce.HARD),
-        bounced_soft=_distinct_items(Action.BOUNCED, bounce_type=Bounce.SOFT),
-        leads_created=Count("pk", filter=Q(action=Action.LEAD_CREATED)),
+def log_summary(campaign: Campaign) -> LogSummary:
+    rows = (
+        log_of(campaign)
+        .annotate(hour=TruncHour("action_date"))
+        .values_list("action", "bounce_type", "hour")
+        .annotate(n=Count("pk"))
+        .order_by()
     )
+    # Clicked is the one action logged more than once per queue item (once per link).
+    clicked = log_of(campaign).filter(action=Action.CLICKED)
+    clicked_items = clicked.aggregate(n=Count("queue_item", distinct=True))["n"]
+    return LogSummary(groups=list(rows), clicked_items=clicked_items)
+
+
+def log_counts(campaign: Campaign, summary: LogSummary | None = None) -> dict[str, int]:
+    """Counts of the non-test log: queue items, not events.
+
+    Sent, Opened and Opted Out are logged once per queue item and a bounce once
+    per (queue item, kind) (unique constraints on the log), so counting their
+    rows counts queue items; clicks are counted as distinct queue items.
+    """
+    summary = summary or log_summary(campaign)
+    return {
+        "sent": summary.total(Action.SENT),
+        "opened": summary.total(Action.OPENED),
+        "clicked": summary.clicked_items,
+        "opted_out": summary.total(Action.OPTED_OUT),
+        "bounced_hard": summary.total(Action.BOUNCED, Bounce.HARD),
+        "bounced_soft": summary.total(Action.BOUNCED, Bounce.SOFT),
+        "leads_created": summary.total(Action.LEAD_CREATED),
+    }
+
+
+def _campaign_items(campaign: Campaign, *, is_test: bool) -> QuerySet:
+    from massmail.models import QueueItem
+
+    return QueueItem.objects.filter(mass_email__campaign=campaign, is_test=is_test).values("pk")
 
 
 def counts_by_people(campaign: Campaign) -> dict[str, int] | None:
@@ -109,7 +151,7 @@ def counts_by_people(campaign: Campaign) -> dict[str, int] | None:
     if Hit is None:
         return None
     human = Hit.objects.filter(
-        queue_item__mass_email__campaign=campaign, queue_item__is_test=False, is_machine=False
+        queue_item__in=_campaign_items(campaign, is_test=False), is_machine=False
     )
     return human.aggregate(
         opened=Count("queue_item", distinct=True, filter=Q(kind__in=["open", "click"])),
@@ -118,17 +160,24 @@ def counts_by_people(campaign: Campaign) -> dict[str, int] | None:
 
 
 def campaign_statistics(
-    campaign: Campaign, *, open_tracking: bool | None = None
+    campaign: Campaign,
+    *,
+    open_tracking: bool | None = None,
+    summary: LogSummary | None = None,
+    with_people: bool = True,
 ) -> CampaignStatistics:
-    """The statistics panel's figures, only those that fit the campaign's type."""
+    """The statistics panel's figures, only those that fit the campaign's type.
+
+    with_people=False leaves the figures by people out (None): they read every
+    raw hit of the campaign, so the campaign page fetches them separately.
+    """
     if open_tracking is None:
         from massmail.models import OutboundSettings
 
         open_tracking = OutboundSettings.load().open_tracking
-    stats = CampaignStatistics(
-        campaign=campaign, open_tracking=open_tracking, **log_counts(campaign)
-    )
-    people = counts_by_people(campaign)
+    counts = log_counts(campaign, summary)
+    stats = CampaignStatistics(campaign=campaign, open_tracking=open_tracking, **counts)
+    people = counts_by_people(campaign) if with_people else None
     if people is not None:
         stats.opened_by_people = people["opened"]
         stats.clicked_by_people = people["clicked"]
@@ -185,24 +234,32 @@ class Series:
         return not self.buckets
 
 
-def activity_series(campaign: Campaign) -> Series:
+def activity_series(campaign: Campaign, summary: LogSummary | None = None) -> Series:
     """Sent, opens and clicks per hour (short campaigns) or per day, empty buckets as 0."""
-    records = log_of(campaign).filter(action__in=SERIES_ACTIONS)
-    span = records.aggregate(first=Min("action_date"), last=Max("action_date"))
-    if span["first"] is None:
+    summary = summary or log_summary(campaign)
+    per_hour: dict[tuple[datetime, str], int] = {}
+    for action, _, hour, n in summary.groups:
+        if action in SERIES_ACTIONS:
+            per_hour[hour, action] = per_hour.get((hour, action), 0) + n
+    if not per_hour:
         return Series("hour", [], {action: [] for action in SERIES_ACTIONS})
-    hourly = span["last"] - span["first"] <= HOURLY_SPAN
-    trunc, step = (TruncHour, timedelta(hours=1)) if hourly else (TruncDay, timedelta(days=1))
-    rows = (
-        records.annotate(bucket=trunc("action_date"))
-        .values("bucket", "action")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    found = {(row["bucket"], row["action"]): row["n"] for row in rows}
+    first, last = min(h for h, _ in per_hour), max(h for h, _ in per_hour)
+    if last - first <= HOURLY_SPAN:
+        found, step, unit = per_hour, timedelta(hours=1), "hour"
+    else:
+        found, step, unit = _per_day(per_hour), timedelta(days=1), "day"
     buckets = _bucket_range(min(b for b, _ in found), max(b for b, _ in found), step)
     counts = {action: [found.get((b, action), 0) for b in buckets] for action in SERIES_ACTIONS}
-    return Series("hour" if hourly else "day", buckets, counts)
+    return Series(unit, buckets, counts)
+
+
+def _per_day(per_hour: dict[tuple[datetime, str], int]) -> dict[tuple[datetime, str], int]:
+    """Hourly groups added up into days of the current time zone."""
+    per_day: dict[tuple[datetime, str], int] = {}
+    for (hour, action), n in per_hour.items():
+        day = timezone.localtime(hour).replace(hour=0, minute=0, second=0, microsecond=0)
+        per_day[day, action] = per_day.get((day, action), 0) + n
+    return per_day
 
 
 def _bucket_range(first: datetime, last: datetime, step: timedelta) -> list[datetime]:
@@ -223,19 +280,22 @@ class LinkClicks:
     clicked_by_people: int | None
 
 
-def link_clicks(campaign: Campaign) -> list[LinkClicks]:
-    """The campaign's tracking URLs, most clicked first, unclicked ones included."""
+def link_clicks(campaign: Campaign, *, with_hits: bool = True) -> list[LinkClicks]:
+    """The campaign's tracking URLs, most clicked first, unclicked ones included.
+
+    with_hits=False leaves out the figures read from the raw hits (None).
+    """
     from tracking.models import TrackingUrl
 
     per_url = (
         log_of(campaign)
         .filter(action=Action.CLICKED, tracking_url__isnull=False)
         .values("tracking_url")
-        .annotate(items=Count("queue_item", distinct=True))
+        .annotate(items=Count("pk"))  # once per (queue item, link): rows are items
         .order_by()
     )
     items = {row["tracking_url"]: row["items"] for row in per_url}
-    hits, people = _hits_per_url(campaign)
+    hits, people = _hits_per_url(campaign) if with_hits else (None, None)
     links = [
         LinkClicks(
             tracking_url_id=url.pk,
@@ -255,11 +315,9 @@ def _hits_per_url(campaign: Campaign) -> tuple[dict | None, dict | None]:
     if Hit is None:
         return None, None
     rows = (
-        Hit.objects.filter(
-            kind="click",
-            tracking_url__campaign=campaign,
-            queue_item__is_test=False,
-        )
+        Hit.objects.filter(kind="click", tracking_url__campaign=campaign)
+        # Test sends are few: leaving them out beats joining every queue item.
+        .exclude(queue_item__in=_campaign_items(campaign, is_test=True))
         .values("tracking_url")
         .annotate(
             hits=Count("pk"),

@@ -193,3 +193,31 @@ def test_staff_without_permission_cannot_create_lists(client, campaign, django_u
     url = reverse("admin:campaigns_campaign_target_list_from_log", args=[campaign.pk])
     assert client.post(url, {"including": ["opened"], "name": "Sneaky"}).status_code == 403
     assert not TargetList.objects.filter(name="Sneaky").exists()
+
+
+def test_figures_by_people_are_served_beside_the_page(admin_client, campaign):
+    from datetime import UTC, datetime
+
+    from campaigns.statistics import hit_model
+
+    Hit = hit_model()
+    if Hit is None:
+        pytest.skip("tracking.Hit is not there yet")
+    page = admin_client.get(change_url(campaign)).content.decode()
+    assert 'data-people="opened"' in page  # filled in by the page's script
+    opened = CampaignLogRecord.objects.filter(campaign=campaign, action=Action.OPENED)
+    items = [record.queue_item for record in opened.filter(is_test=False)]
+    link = campaign.tracking_urls.get()
+    now = datetime.now(UTC)
+    Hit.objects.create(queue_item=items[0], kind="open", at=now, method="GET", is_machine=True)
+    Hit.objects.create(queue_item=items[1], kind="open", at=now, method="GET")
+    Hit.objects.create(queue_item=items[0], kind="click", tracking_url=link, at=now, method="GET")
+    test_item = opened.get(is_test=True).queue_item
+    Hit.objects.create(queue_item=test_item, kind="click", tracking_url=link, at=now, method="GET")
+
+    url = reverse("admin:campaigns_campaign_people", args=[campaign.pk])
+    data = admin_client.get(url).json()
+    assert data["available"] is True
+    assert data["figures"]["opened"] == {"count": 2, "percent": "6.67"}  # items 0 and 1 of 30
+    assert data["figures"]["clicked"] == {"count": 1, "percent": "3.33"}
+    assert data["links"] == {str(link.pk): {"hits": 1, "people": 1}}  # the test click left out
