@@ -150,7 +150,7 @@ class MassEmailAdmin(admin.ModelAdmin):
                 name="massmail_massemail_send_test",
             ),
             path(
-                "<int:object_id>/<str:verb>/",
+                "<int:object_id>/sending/<str:verb>/",
                 self.admin_site.admin_view(self.status_view),
                 name="massmail_massemail_status",
             ),
@@ -207,7 +207,7 @@ class MassEmailAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, mass_email):
             raise PermissionDenied
         form = SendTestForm(
-            request.POST or None, admin_site=self.admin_site, initial={"users": request.user.pk}
+            request.POST or None, admin_site=self.admin_site, initial={"users": [request.user.pk]}
         )
         if request.method == "POST" and form.is_valid():
             if not mass_email.can_send_test():
@@ -248,6 +248,9 @@ class _RawIdRelation:
     def __init__(self, model) -> None:
         self.model = model
 
+    def get_related_field(self):
+        return self.model._meta.pk
+
 
 class RecordIdsField(forms.CharField):
     """Comma-separated ids picked with the admin's lookup popup."""
@@ -258,9 +261,10 @@ class RecordIdsField(forms.CharField):
         super().__init__(required=False, widget=widget, **kwargs)
 
     def clean(self, value):
-        text = super().clean(value)
+        # The raw id widget hands over a list of the comma-separated parts.
+        parts = value if isinstance(value, list | tuple) else str(value or "").split(",")
         try:
-            ids = {int(part) for part in text.replace(" ", "").split(",") if part}
+            ids = {int(part) for part in (str(p).strip() for p in parts) if part}
         except ValueError:
             raise ValidationError("Enter ids separated by commas.") from None
         records = list(self.model._default_manager.filter(pk__in=ids))

@@ -319,16 +319,35 @@ def _claimed_items(ids: list[int]) -> list[QueueItem]:
         QueueItem.objects.filter(pk__in=ids)
         .select_related("email_address", "mass_email__campaign", "mass_email__email_template")
         .select_related("mass_email__group_email_account")
-        .order_by("id")
+        .order_by("mass_email_id", "id")  # the sending order reconcile_stale relies on
     )
 
 
 def reconcile_stale(now: datetime | None = None) -> int:
-    """Items a dead worker left in Sending become Delivery unknown (see the module doc)."""
+    """A dead worker's Sending items: unknown if it may have offered them, else Pending.
+
+    A worker sends its claimed items in (mass email, id) order and records outcomes at
+    least every FLUSH_EVERY successes, so only its first FLUSH_EVERY + 1 unrecorded items
+    can have reached the server; the items after them were never offered.
+    """
     now = now or timezone.now()
-    return QueueItem.objects.filter(status=Status.SENDING, claimed_at__lt=now - STALE_AFTER).update(
-        status=Status.UNKNOWN, last_error=INTERRUPTED
-    )
+    stale = QueueItem.objects.filter(status=Status.SENDING, claimed_at__lt=now - STALE_AFTER)
+    reconciled = 0
+    for worker in stale.values_list("claimed_by", flat=True).distinct().order_by():
+        ids = list(
+            stale.filter(claimed_by=worker)
+            .order_by("mass_email_id", "id")
+            .values_list("id", flat=True)
+        )
+        maybe_sent, never_offered = ids[: FLUSH_EVERY + 1], ids[FLUSH_EVERY + 1 :]
+        with transaction.atomic():
+            reconciled += stale.filter(pk__in=maybe_sent).update(
+                status=Status.UNKNOWN, last_error=INTERRUPTED
+            )
+            stale.filter(pk__in=never_offered).update(
+                status=Status.PENDING, claimed_by="", claimed_at=None
+            )
+    return reconciled
 
 
 def complete_finished() -> int:
@@ -380,14 +399,15 @@ class SendingSession:
             self.transports[mass_email.pk] = transport_for(mass_email)
         return self.transports[mass_email.pk]
 
-    def heartbeat(self) -> None:
-        """Keep this live worker's claims from looking stale during a long portion."""
+    def still_owns(self, unsent: list[QueueItem]) -> bool:
+        """Refresh this live worker's claims now and then so they never look stale; False
+        when some were reconciled meanwhile (this worker was frozen): then it must stop."""
         now = timezone.now()
-        if now - self.last_heartbeat >= HEARTBEAT_EVERY:
-            QueueItem.objects.filter(status=Status.SENDING, claimed_by=self.worker).update(
-                claimed_at=now
-            )
-            self.last_heartbeat = now
+        if now - self.last_heartbeat < HEARTBEAT_EVERY:
+            return True
+        self.last_heartbeat = now
+        refreshed = _ids(unsent).filter(status=Status.SENDING, claimed_by=self.worker)
+        return refreshed.update(claimed_at=now) == len(unsent)
 
     def close(self) -> None:
         for transport in self.transports.values():
@@ -428,6 +448,10 @@ class PortionRun:
             self._fail_all(sendable, f"cannot prepare the message: {error}")
             return
         for position, item in enumerate(sendable):
+            if not self.session.still_owns(sendable[position:]):
+                self._flush()
+                self.result.stopped = "claims reconciled while this worker was stalled"
+                return
             if not self._send_one(item, prepared, transport, contexts.get(item.id)):
                 self._flush()
                 self._stop(sendable[position + 1 :])
@@ -526,7 +550,6 @@ class PortionRun:
         if self.done:
             self.result.sent += record_sent(self.done, worker=self.session.worker)
             self.done = []
-            self.session.heartbeat()
 
     def _stopped_by_user(self, rest: list[QueueItem]) -> bool:
         """Paused or canceled while sending: the rest goes back (or is canceled)."""

@@ -1,0 +1,97 @@
+"""The hourly cap holds over all mass emails, across ticks, hours and concurrent workers."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.db import connection
+from django.utils import timezone
+
+from massmail.models import QueueItem
+from massmail.sending import CAP_WINDOW, tick, used_in_window
+from tests.fixtures.sending import make_queued_mass_email, set_outbound
+from tests.services import require_postgres
+
+pytestmark = pytest.mark.django_db
+
+Status = QueueItem.Status
+
+
+def assert_cap_held(cap: int) -> None:
+    """No 60-minute window holds more than `cap` sent items."""
+    times = sorted(
+        QueueItem.objects.filter(sent_at__isnull=False).values_list("sent_at", flat=True)
+    )
+    for index, start in enumerate(times):
+        in_window = [t for t in times[index:] if t < start + CAP_WINDOW]
+        assert len(in_window) <= cap, f"{len(in_window)} sent in the hour from {start}"
+
+
+def test_the_cap_counts_every_mass_email_of_the_last_60_minutes(smtp_settings, smtp_sink):
+    set_outbound(max_per_hour=10, max_per_batch=None)
+    first = make_queued_mass_email(8)
+    second = make_queued_mass_email(8)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        assert tick().sent == 10
+        assert tick().sent == 0
+        clock.shift(timedelta(minutes=30))
+        assert tick().sent == 0
+        clock.shift(timedelta(minutes=30, seconds=1))
+        assert tick().sent == 6
+    sent = QueueItem.objects.filter(status=Status.SENT)
+    assert sent.filter(mass_email=first).count() == 8
+    assert sent.filter(mass_email=second).count() == 8
+    assert_cap_held(10)
+
+
+def test_items_being_sent_and_unknown_ones_count_against_the_cap(smtp_settings, smtp_sink):
+    set_outbound(max_per_hour=5)
+    mass_email = make_queued_mass_email(10)
+    now = timezone.now()
+    ids = list(mass_email.queue_items.order_by("id").values_list("id", flat=True))
+    QueueItem.objects.filter(pk__in=ids[:2]).update(status=Status.SENDING, claimed_at=now)
+    QueueItem.objects.filter(pk__in=ids[2:4]).update(status=Status.UNKNOWN, claimed_at=now)
+    assert used_in_window(now) == 4
+    assert tick().sent == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_concurrent_workers_across_hours_never_exceed_the_cap(smtp_settings, smtp_sink):
+    require_postgres()  # SQLite ignores row locks
+    cap = 40
+    set_outbound(max_per_hour=cap, max_per_batch=None)
+    mass_email = make_queued_mass_email(150)
+    start = timezone.now()
+
+    def run_workers(count: int) -> None:
+        barrier = threading.Barrier(count)
+
+        def work() -> None:
+            barrier.wait()
+            try:
+                tick()
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=work) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    with time_machine.travel(start, tick=True) as clock:
+        for _ in range(5):
+            run_workers(3)
+            run_workers(2)  # overlapping ticks later in the same hour send nothing
+            clock.shift(timedelta(minutes=20))
+            run_workers(2)
+            clock.shift(timedelta(minutes=41))
+    assert_cap_held(cap)
+    recipients = smtp_sink.recipients()
+    assert len(recipients) == len(set(recipients)) == 150
+    assert mass_email.queue_items.filter(status=Status.SENT).count() == 150
