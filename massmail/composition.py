@@ -137,9 +137,11 @@ def _crlf(text: str) -> str:
 
 def _qp(text: str) -> bytes:
     """Quoted-printable for one piece; its last line leaves room for a soft break."""
-    if text.isascii() and len(text) < 76 and "=" not in text and "\n" not in text:
-        if not text.endswith((" ", "\t")) and "\r" not in text:
+    if text.isascii() and text.isprintable() and "=" not in text and not text.endswith(" "):
+        # Nothing to escape: only cut into lines (most values, and every link).
+        if len(text) < 76:
             return text.encode()
+        return "=\r\n".join([text[i : i + 75] for i in range(0, len(text), 75)]).encode()
     encoded = binascii.b2a_qp(text.encode(), istext=True)
     # b2a_qp writes soft breaks with a bare LF unless the text's first line ends in CRLF.
     encoded = encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 
 import pytest
 import time_machine
@@ -416,3 +417,14 @@ def test_deleted_target_is_reported_in_the_context():
     context = recipient_contexts([item])[item.id]
     assert context.target is None and context.target_missing
     assert context.type_key == "Contact"
+
+
+def test_signed_links_are_the_tokens_tracking_links_makes_and_reads():
+    from massmail.placeholders import SignedLinks
+
+    signed = SignedLinks(SITE)
+    for uid in (uuid.uuid4(), uuid.uuid4()):
+        assert signed.unsubscribe_url(uid) == links.unsubscribe_url(SITE, uid)
+        assert signed.click_url(uid, 42) == links.click_url(SITE, uid, 42)
+        assert signed.open_pixel_url(uid) == links.open_pixel_url(SITE, uid)
+        assert signed.trap_url(uid) == links.trap_url(SITE, uid)
