@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from massmail import sending
+from massmail.dashboard import MassEmailDashboard
 from massmail.models import MassEmail, OutboundSettings, QueueItem
 from targets.models import Account, Contact, Lead, validate_address
 
@@ -66,7 +67,7 @@ class OutboundSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(MassEmail)
-class MassEmailAdmin(admin.ModelAdmin):
+class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
     list_display = ["name", "campaign", "status", "start_at", "email_template"]
     list_filter = ["status", "campaign"]
     list_select_related = ["campaign", "email_template"]

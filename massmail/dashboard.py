@@ -1,0 +1,127 @@
+"""The mass email page's panels: progress bar, next portion, last errors, pre-send checks,
+and the Preview page. A mixin for MassEmailAdmin; the work is done by massmail.sending,
+massmail.checks and massmail.preview."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from massmail import sending
+from massmail.checks import presend_warnings
+from massmail.composition import CompositionError
+from massmail.models import MassEmail, QueueItem
+from massmail.preview import candidates, key_for_address, preview
+
+LAST_ERRORS = 10
+
+
+@dataclass(frozen=True)
+class Segment:
+    key: str
+    label: str
+    count: int
+    percent: float
+
+
+def progress_segments(progress: sending.Progress) -> list[Segment]:
+    """The progress bar: each status as a share of the queue (test items not counted)."""
+    parts = [
+        ("sent", "Sent", progress.sent),
+        ("failed", "Failed", progress.failed),
+        ("unknown", "Delivery unknown", progress.unknown),
+        ("sending", "Sending now", progress.sending),
+        ("pending", "Pending", progress.pending),
+        ("canceled", "Canceled", progress.canceled),
+    ]
+    total = progress.total or 1
+    return [Segment(key, label, n, round(100 * n / total, 2)) for key, label, n in parts]
+
+
+def last_errors(mass_email: MassEmail, limit: int = LAST_ERRORS) -> list[QueueItem]:
+    return list(
+        mass_email.queue_items.filter(is_test=False)
+        .exclude(last_error="")
+        .select_related("email_address")
+        .order_by("-pk")[:limit]
+    )
+
+
+class MassEmailDashboard:
+    """Mixed into MassEmailAdmin (a ModelAdmin)."""
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="massmail_massemail_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        mass_email = self.get_object(request, unquote(object_id))
+        if mass_email is not None:
+            extra_context = {**(extra_context or {}), **self.dashboard_context(mass_email)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def dashboard_context(self, mass_email: MassEmail) -> dict:
+        progress = sending.progress(mass_email)
+        return {
+            "progress": progress,
+            "progress_segments": progress_segments(progress),
+            "last_errors": last_errors(mass_email),
+            "presend_warnings": presend_warnings(mass_email),
+        }
+
+    def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        mass_email = self.get_object(request, unquote(object_id))
+        if mass_email is None:
+            raise Http404("No such mass email.")
+        if not self.has_view_permission(request, mass_email):
+            raise PermissionDenied
+        choices = candidates(mass_email)
+        key, error = self._chosen_key(request, mass_email, choices)
+        shown, problems = None, []
+        if key:
+            try:
+                shown = preview(mass_email, key)
+            except ValidationError as invalid:
+                error = " ".join(invalid.messages)
+            except CompositionError as broken:
+                problems = broken.errors
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": mass_email,
+            "title": f"Preview: {mass_email}",
+            "choices": choices,
+            "chosen": key,
+            "address": request.GET.get("address", ""),
+            "error": error,
+            "problems": problems,
+            "preview": shown,
+            "presend_warnings": presend_warnings(mass_email),
+        }
+        return TemplateResponse(request, "admin/massmail/massemail/preview.html", context)
+
+    @staticmethod
+    def _chosen_key(request: HttpRequest, mass_email: MassEmail, choices) -> tuple[str, str]:
+        address = request.GET.get("address", "").strip()
+        if address:
+            key = key_for_address(mass_email, address)
+            if key is None:
+                return "", f"{address} is neither queued nor in this mass email's target lists."
+            return key, ""
+        key = request.GET.get("recipient", "")
+        if not key and choices:
+            key = choices[0].key
+        if not key:
+            return "", "Nobody to preview yet: the target lists are empty."
+        return key, ""

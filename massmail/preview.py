@@ -1,0 +1,179 @@
+"""The message a chosen recipient will receive, rendered by the sender's own code.
+
+A recipient is a queue item of the mass email ("item:<id>") or a record picked
+from its target lists before the queue exists ("record:<content type>:<id>").
+Both go through `massmail.composition.prepare(...).render(item, context)`, the
+call the sender makes, so subject, bodies and headers are what will go out;
+only the Date and Message-ID differ from one render to the next.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from dataclasses import dataclass
+
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+
+from massmail.composition import Rendered, context_for, prepare, recipient_contexts
+from massmail.models import MassEmail, QueueItem
+from massmail.placeholders import OPEN_PIXEL_KEY, TRAP_KEY
+from targets.models import TargetListMember, normalize_address, primary_email_of
+
+CANDIDATES = 20
+
+
+@dataclass(frozen=True)
+class Recipient:
+    key: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Preview:
+    recipient: Recipient
+    rendered: Rendered
+    queued: bool  # False: a list member before the queue is built (links are not live)
+    html_for_frame: str  # the HTML with the pixel and hidden link defused (see below)
+
+    @property
+    def source(self) -> str:
+        return self.rendered.raw.decode("utf-8", "replace")
+
+
+def target_list_ids(mass_email: MassEmail) -> list[int]:
+    ids = list(mass_email.target_lists.values_list("pk", flat=True))
+    return ids or list(mass_email.campaign.target_lists.values_list("pk", flat=True))
+
+
+def candidates(mass_email: MassEmail, limit: int = CANDIDATES) -> list[Recipient]:
+    """A few recipients to choose from: queue items if the queue exists, else list members."""
+    items = (
+        mass_email.queue_items.filter(is_test=False)
+        .select_related("email_address")
+        .order_by("pk")[:limit]
+    )
+    found = [Recipient(f"item:{item.pk}", f"{item.email_address} (queued)") for item in items]
+    if found:
+        return found
+    members = (
+        TargetListMember.objects.filter(target_list__in=target_list_ids(mass_email))
+        .select_related("content_type")
+        .order_by("pk")[:limit]
+    )
+    recipients = []
+    for member in members:
+        record = member.record
+        address = primary_email_of(record) if record is not None else None
+        if address is not None:
+            recipients.append(
+                Recipient(
+                    f"record:{member.content_type_id}:{member.object_id}",
+                    f"{address} ({member.content_type.model} {record})",
+                )
+            )
+    return recipients
+
+
+def key_for_address(mass_email: MassEmail, address: str) -> str | None:
+    """The recipient with this address: its queue item, else a list member using it."""
+    address = normalize_address(address)
+    item = (
+        mass_email.queue_items.filter(is_test=False, email_address__address=address)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if item is not None:
+        return f"item:{item}"
+    from targets.models import RecordEmailAddress
+
+    link = (
+        RecordEmailAddress.objects.filter(email_address__address=address, primary=True)
+        .filter(
+            content_type__in=TargetListMember.objects.filter(
+                target_list__in=target_list_ids(mass_email)
+            ).values("content_type")
+        )
+        .values_list("content_type_id", "object_id")
+    )
+    for content_type_id, object_id in link:
+        member = TargetListMember.objects.filter(
+            target_list__in=target_list_ids(mass_email),
+            content_type_id=content_type_id,
+            object_id=object_id,
+        )
+        if member.exists():
+            return f"record:{content_type_id}:{object_id}"
+    return None
+
+
+def preview(mass_email: MassEmail, key: str) -> Preview:
+    """Render the message for a recipient key; ValidationError says what is wrong with it.
+
+    CompositionError (a ValueError) propagates: the template cannot be rendered.
+    """
+    kind, _, rest = key.partition(":")
+    if kind == "item":
+        item, context, label = _queued(mass_email, rest)
+        queued = True
+    elif kind == "record":
+        item, context, label = _member(mass_email, rest)
+        queued = False
+    else:
+        raise ValidationError(f"Unknown recipient {key!r}.")
+    prepared = prepare(mass_email)
+    rendered = prepared.render(item, context)
+    frame = _defused(rendered.html, prepared, item, context)
+    return Preview(Recipient(key, label), rendered, queued, frame)
+
+
+def _queued(mass_email: MassEmail, pk: str):
+    try:
+        item = mass_email.queue_items.select_related("email_address").get(pk=int(pk))
+    except (ValueError, QueueItem.DoesNotExist):
+        raise ValidationError(f"No queue item {pk} in this mass email.") from None
+    context = recipient_contexts([item])[item.pk]
+    return item, context, f"{item.email_address} (queued)"
+
+
+def _member(mass_email: MassEmail, rest: str):
+    try:
+        content_type_id, object_id = (int(part) for part in rest.split(":"))
+        content_type = ContentType.objects.get_for_id(content_type_id)
+        record = content_type.get_object_for_this_type(pk=object_id)
+    except (ValueError, ObjectDoesNotExist):
+        raise ValidationError(f"No such record {rest!r}.") from None
+    in_lists = TargetListMember.objects.filter(
+        target_list__in=target_list_ids(mass_email),
+        content_type=content_type,
+        object_id=object_id,
+    ).exists()
+    if not in_lists:
+        raise ValidationError(f"{record} is not in this mass email's target lists.")
+    address = primary_email_of(record)
+    if address is None:
+        raise ValidationError(f"{record} has no primary email address.")
+    # Not saved: a stand-in with a fresh uid, so links are signed but lead nowhere.
+    item = QueueItem(
+        mass_email=mass_email,
+        content_type=content_type,
+        object_id=object_id,
+        email_address=address,
+        uid=uuid.uuid4(),
+    )
+    return item, context_for(address.address, record), f"{address} ({record})"
+
+
+def _defused(body: str, prepared, item: QueueItem, context) -> str:
+    """The HTML for the preview frame, with the open pixel and the hidden trap link
+    pointed nowhere: showing a queued recipient's message must not record an open
+    (or a machine hit) for them."""
+    for key in (OPEN_PIXEL_KEY, TRAP_KEY):
+        getter = prepared.getters.get(key)
+        if getter is None:
+            continue
+        url = getter(item, context)
+        for form in {url, html.escape(url), html.escape(url, quote=False)}:
+            body = body.replace(form, "about:blank")
+    return body
