@@ -627,12 +627,15 @@ def _flufl_failures(msg: Message, sections: Sections) -> list[Failure]:
 
 # ------------------------------------------------------------------ reason vocabulary
 
+DIRECTORY_ACCESS_DENIED = r"recipient address rejected: access denied[.\s]*(?:$|\[|\(|as\()"
+
 # Ordered: the first match wins. Sender-side and transient causes come before
 # "user unknown" phrases, so a spam block worded as "recipient rejected" stays soft.
 REASON_PHRASES: list[tuple[str, str]] = [
     # Exchange Online's directory-based edge blocking answers RCPT TO for an address it
-    # does not host with this wording; "access denied" alone (below) is a block.
-    ("userunknown", r"recipient address rejected: access denied"),
+    # does not host with exactly this wording (then only a tracking id); "access denied"
+    # followed by a cause, or alone (below), is a block.
+    ("userunknown", DIRECTORY_ACCESS_DENIED),
     # A local delivery program failed: the mailer's problem, whatever it printed.
     (
         "systemerror",
@@ -874,7 +877,7 @@ DATA_STAGE_RE = re.compile(
 # Wordings of the recipient's own server looking the address up and finding nothing
 # (Exchange, Domino/Notes, Office 365, MMS gateways): not what a content filter says.
 DIRECTORY_MISS_RE = re.compile(
-    r"recipient name is not recognized|recipient address rejected: access denied|"
+    r"recipient name is not recognized|" + DIRECTORY_ACCESS_DENIED + "|"
     # The final delivery agent (mail.local, IMail's) looked the user up on the mailbox host.
     r"mail\.local: unknown user|invalid final delivery userid|"
     r"not listed in (?:the )?(?:domino directory|public name (?:&|and) address book|"

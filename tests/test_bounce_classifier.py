@@ -334,6 +334,12 @@ def test_exchange_online_directory_rejection_is_hard_but_plain_access_denied_is_
     assert only(classify(directory)).verdict == "hard"
     relay = make_dsn(status="5.7.1", diagnostic="smtp; 554 5.7.1 Relay access denied")
     assert only(classify(relay)).verdict == "soft"
+    with_cause = make_dsn(
+        status="5.7.1",
+        diagnostic="smtp; 550 5.7.1 Recipient address rejected: Access denied, "
+        "client IP listed at a DNSBL (in reply to RCPT TO command)",
+    )
+    assert only(classify(with_cause)).verdict == "soft"
 
 
 def test_bare_recipient_refusal_at_rcpt_time_is_hard() -> None:
