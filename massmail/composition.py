@@ -375,6 +375,10 @@ class PreparedMessage:
         self._bodies(mass_email.email_template)
         self._static_headers(mass_email, campaign, outbound)
         self.dkim: DkimSigner | None = configured_signer()
+        # Message-ID's random part: fresh per preparation (so per tick), the same
+        # for every render of an item within it, so that render() and
+        # render_email_message() name the same message.
+        self.nonce = secrets.token_hex(5)
 
     # -- set-up --
 
@@ -477,7 +481,7 @@ class PreparedMessage:
         html_values = {key: _html_value(key, values[key]) for key in self.html.keys}
         text_values = {key: _crlf(values[key]) for key in self.text.keys}
         uid = str(item.uid)
-        message_id = f"q-{uid}.{secrets.token_hex(4)}@{self.domain}"
+        message_id = f"q-{uid}.{self.nonce}@{self.domain}"
         to_header, to_readable = _mailbox(context.name, context.address)
         date = _date_header()
         lines = [
@@ -529,7 +533,12 @@ class PreparedMessage:
         return " ".join("".join(out).split())
 
     def render_email_message(
-        self, item: QueueItem, context: RecipientContext, *, for_anymail: bool | None = None
+        self,
+        item: QueueItem,
+        context: RecipientContext,
+        *,
+        rendered: Rendered | None = None,
+        for_anymail: bool | None = None,
     ) -> EmailMultiAlternatives:
         """The same message as a Django email, for Django's and django-anymail's backends.
 
@@ -538,9 +547,10 @@ class PreparedMessage:
         providers handle bounces themselves: there From is `from_email`, no
         envelope sender is set, and `metadata` carries the queue item's uid (the
         provider's webhooks hand it back). DKIM, when configured, applies to the raw
-        path only; providers sign with their own keys.
+        path only; providers sign with their own keys. Pass `rendered` when the
+        caller already has it, to skip rendering twice.
         """
-        rendered = self.render(item, context)
+        rendered = rendered or self.render(item, context)
         if for_anymail is None:
             for_anymail = settings.EMAIL_BACKEND.startswith("anymail.")
         extra = {

@@ -335,7 +335,7 @@ class Resolver:
         field = snake(first)
         if not second:
             if field in _readable_fields(model):
-                return _attribute_getter(type_key, field)
+                return _attribute_getter(type_key, _shown_as(model, field))
             if field in _links(model):
                 return _linked_getter(type_key, field, None)
             raise PlaceholderError(f"Unknown placeholder {{{key}}}: {type_key} has no {field}.")
@@ -352,8 +352,21 @@ class Resolver:
         return _linked_getter(type_key, field, related_field)
 
 
-def _attribute_getter(type_key: str, field: str) -> Getter:
-    return lambda item, context: context.value(field) if context.type_key == type_key else ""
+def _shown_as(model: type[models.Model], field: str) -> str:
+    """The attribute to read: a field with choices reads as its label ("New", not "new")."""
+    if field != "name" and model._meta.get_field(field).choices:
+        return f"get_{field}_display"
+    return field
+
+
+def _attribute_getter(type_key: str, attribute: str) -> Getter:
+    if attribute.startswith("get_") and attribute.endswith("_display"):
+        return lambda item, context: (
+            str(getattr(context.target, attribute)())
+            if context.type_key == type_key and context.target is not None
+            else ""
+        )
+    return lambda item, context: context.value(attribute) if context.type_key == type_key else ""
 
 
 def _linked_getter(type_key: str, link: str, field: str | None) -> Getter:

@@ -429,3 +429,9 @@ def test_signed_links_are_the_tokens_tracking_links_makes_and_reads():
         assert signed.click_url(uid, 42) == links.click_url(SITE, uid, 42)
         assert signed.open_pixel_url(uid) == links.open_pixel_url(SITE, uid)
         assert signed.trap_url(uid) == links.trap_url(SITE, uid)
+
+
+def test_fields_with_choices_read_as_their_labels():
+    mass_email = mass_email_with(body_html="<p>[{Lead.status}]</p>")
+    _, _, message = render(mass_email, make_lead(status="in_process"))
+    assert "<p>[In Process]</p>" in bodies(message)[1]

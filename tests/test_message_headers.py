@@ -179,9 +179,15 @@ def test_internationalised_domain_goes_out_in_idna():
     assert message["To"].addresses[0].domain == "xn--bcher-kva.example"
 
 
-def test_message_ids_are_unique_per_render():
+def test_message_id_is_stable_within_a_preparation_and_fresh_across():
     mass_email = make_mass_email()
     item = make_item(mass_email, make_contact())
+    other = make_item(mass_email, make_contact())
+    contexts = recipient_contexts([item, other])
     prepared = prepare(mass_email)
-    context = recipient_contexts([item])[item.id]
-    assert prepared.render(item, context).message_id != prepared.render(item, context).message_id
+    first = prepared.render(item, contexts[item.id]).message_id
+    assert prepared.render(item, contexts[item.id]).message_id == first
+    django_message = prepared.render_email_message(item, contexts[item.id])
+    assert django_message.extra_headers["Message-ID"] == f"<{first}>"
+    assert prepared.render(other, contexts[other.id]).message_id != first
+    assert prepare(mass_email).render(item, contexts[item.id]).message_id != first
