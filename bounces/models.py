@@ -56,6 +56,8 @@ class GroupEmailAccount(models.Model):
     last_polled_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # While set and in the future, one poller has the mailbox: ticks may overlap.
+    poll_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,0 +1,222 @@
+"""The bounce mailbox poller against a real Dovecot server."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from bounces import imap
+from bounces.models import BounceEvent, GroupEmailAccount, ProcessedMessage, UnmatchedBounce
+from campaigns.models import CampaignLogRecord
+from massmail.models import OutboundSettings
+from targets.models import EmailAddress
+from tests.bounce_messages import (
+    HUMAN_REPLY,
+    MALFORMED,
+    arf_complaint,
+    postfix_dsn,
+    verp_dsn,
+)
+from tests.factories import make_contact, make_queue_item
+
+pytestmark = pytest.mark.django_db
+
+SEEN = b"\\Seen"
+
+
+def make_account(mailbox, **overrides) -> GroupEmailAccount:
+    return GroupEmailAccount.objects.create(
+        **{
+            "name": "Bounces",
+            "email_address": "bounces@example.test",
+            "imap_host": mailbox.host,
+            "imap_port": mailbox.port,
+            "imap_security": "none",
+            "imap_username": mailbox.username,
+            "imap_password": mailbox.password,
+            **overrides,
+        }
+    )
+
+
+def address_state(item) -> tuple[bool, bool]:
+    address = EmailAddress.objects.get(pk=item.email_address_id)
+    return address.invalid, address.opt_out
+
+
+def database_state() -> tuple:
+    return (
+        sorted(EmailAddress.objects.values_list("address", "invalid", "opt_out")),
+        sorted(CampaignLogRecord.objects.values_list("queue_item_id", "action", "bounce_type")),
+        BounceEvent.objects.count(),
+    )
+
+
+def test_bounces_are_applied_others_left_in_place_and_a_second_poll_changes_nothing(
+    imap_mailbox,
+) -> None:
+    by_header, by_verp, complainer, full = (make_queue_item() for _ in range(4))
+    imap_mailbox.append(postfix_dsn(by_header))
+    imap_mailbox.append(HUMAN_REPLY)
+    imap_mailbox.append(verp_dsn(by_verp))
+    imap_mailbox.append(MALFORMED)
+    imap_mailbox.append(arf_complaint(complainer))
+    imap_mailbox.append(
+        postfix_dsn(full, status="4.2.2", diagnostic="smtp; 452 4.2.2 Mailbox full")
+    )
+    account = make_account(imap_mailbox)
+
+    result = imap.poll_account(account)
+
+    assert (result.error, result.bounces, result.not_bounces, result.failed) == ("", 4, 2, 0)
+    assert address_state(by_header) == (True, False)
+    assert address_state(by_verp) == (True, False)
+    assert address_state(complainer) == (False, True)
+    assert address_state(full) == (False, False)
+    assert (
+        CampaignLogRecord.objects.filter(
+            queue_item__in=[by_header, by_verp], action="bounced", bounce_type="hard"
+        ).count()
+        == 2
+    )
+    assert CampaignLogRecord.objects.get(queue_item=complainer).action == "opted_out"
+    assert CampaignLogRecord.objects.get(queue_item=full).bounce_type == "soft"
+
+    flags = imap_mailbox.messages()
+    assert [SEEN in f for f in flags.values()] == [True, False, True, False, True, True]
+
+    account.refresh_from_db()
+    assert account.last_error == "" and account.last_polled_at is not None
+    assert account.last_uid == max(flags)
+    outcomes = dict(ProcessedMessage.objects.values_list("uid", "outcome"))
+    assert sorted(outcomes.values()).count("not_bounce") == 2
+
+    before = database_state()
+    again = imap.poll_account(account)
+    assert (again.bounces, again.not_bounces, again.failed) == (0, 0, 0)
+    assert database_state() == before
+    assert imap_mailbox.messages() == flags
+
+
+def test_uidvalidity_change_rereads_but_applies_nothing_twice(imap_mailbox) -> None:
+    OutboundSettings.objects.update_or_create(pk=1, defaults={"soft_bounce_threshold": 2})
+    item = make_queue_item()
+    imap_mailbox.append(postfix_dsn(item, status="4.2.2", diagnostic="smtp; 452 4.2.2 Full"))
+    account = make_account(imap_mailbox)
+    imap.poll_account(account)
+    GroupEmailAccount.objects.filter(pk=account.pk).update(uidvalidity=1)  # server renumbered
+
+    imap.poll_account(account)
+
+    assert BounceEvent.objects.count() == 1
+    assert address_state(item) == (False, False)  # one soft bounce, below the threshold
+
+
+def test_processed_bounces_are_moved_to_a_folder_created_on_demand(imap_mailbox) -> None:
+    item = make_queue_item()
+    imap_mailbox.append(postfix_dsn(item))
+    imap_mailbox.append(HUMAN_REPLY)
+    account = make_account(imap_mailbox, after_processing="move", processed_folder="Processed")
+
+    assert imap.poll_account(account).bounces == 1
+
+    assert list(imap_mailbox.messages().values()) == [()]  # the reply stays, untouched
+    assert len(imap_mailbox.messages("Processed")) == 1
+    assert address_state(item) == (True, False)
+
+
+def test_one_failing_message_is_recorded_and_skipped(imap_mailbox, monkeypatch) -> None:
+    first, second = make_queue_item(), make_queue_item()
+    imap_mailbox.append(postfix_dsn(first))
+    imap_mailbox.append(postfix_dsn(second))
+    real_classify = imap.classify
+
+    def classify_failing_on_first(raw: bytes):
+        if str(first.uid).encode() in raw:
+            raise RuntimeError("simulated failure")
+        return real_classify(raw)
+
+    monkeypatch.setattr(imap, "classify", classify_failing_on_first)
+    account = make_account(imap_mailbox)
+
+    result = imap.poll_account(account)
+
+    assert (result.bounces, result.failed, result.error) == (1, 1, "")
+    failed = ProcessedMessage.objects.get(outcome="error")
+    assert "simulated failure" in failed.error and bytes(failed.raw).startswith(b"Return-Path")
+    assert address_state(first) == (False, False)
+    assert address_state(second) == (True, False)
+    # The failed message stays unread for a person to look at; it is not retried forever.
+    assert imap.poll_account(account).failed == 0
+
+
+def test_bounce_for_an_unknown_address_is_kept_for_review(imap_mailbox) -> None:
+    item = make_queue_item(make_contact(email="gone@example.org"))
+    raw = postfix_dsn(item, with_queue_header=False)
+    item.delete()
+    EmailAddress.objects.filter(address="gone@example.org").delete()
+    imap_mailbox.append(raw)
+
+    assert imap.poll_account(make_account(imap_mailbox)).bounces == 1
+    assert UnmatchedBounce.objects.get().address == "gone@example.org"
+
+
+def test_wrong_password_is_the_accounts_last_error(imap_mailbox) -> None:
+    imap_mailbox.append(HUMAN_REPLY)
+    account = make_account(imap_mailbox, imap_password="wrong")
+
+    result = imap.poll_account(account)
+
+    account.refresh_from_db()
+    assert "Login" in account.last_error and "failed" in account.last_error
+    assert "AUTHENTICATIONFAILED" in account.last_error or "uthentication" in account.last_error
+    assert account.last_error_at is not None and result.error == account.last_error
+    assert account.poll_lease_until is None  # the next tick may try again
+    with pytest.raises(imap.MailboxError, match="failed"):
+        imap.test_connection(account)
+
+    account.imap_password = imap_mailbox.password
+    account.save()
+    assert imap.poll_account(account).error == ""
+    account.refresh_from_db()
+    assert account.last_error == "" and account.last_error_at is None
+
+
+def test_unreachable_server_is_reported(imap_mailbox) -> None:
+    from tests.services import free_port
+
+    account = make_account(imap_mailbox, imap_port=free_port())
+    imap.poll_account(account)
+    account.refresh_from_db()
+    assert account.last_error.startswith("Cannot connect to 127.0.0.1:")
+    assert account.last_polled_at is None
+
+
+def test_test_connection_reports_the_message_count(imap_mailbox) -> None:
+    imap_mailbox.append(HUMAN_REPLY)
+    imap_mailbox.append(HUMAN_REPLY)
+    text = imap.test_connection(make_account(imap_mailbox))
+    assert "holds 2 message(s)" in text
+    assert all(SEEN not in f for f in imap_mailbox.messages().values())
+
+
+def test_poll_bounces_command(imap_mailbox, capsys) -> None:
+    item = make_queue_item()
+    imap_mailbox.append(postfix_dsn(item))
+    make_account(imap_mailbox)
+    make_account(imap_mailbox, name="Inactive", active=False, imap_password="wrong")
+
+    call_command("poll_bounces")
+
+    assert "1 bounce(s)" in capsys.readouterr().out
+    assert address_state(item) == (True, False)
+    make_account(imap_mailbox, name="Broken", imap_password="wrong")
+    with pytest.raises(CommandError, match="1 mailbox"):
+        call_command("poll_bounces")
+
+
+def test_a_leased_account_is_not_polled_twice_at_once(imap_mailbox) -> None:
+    account = make_account(imap_mailbox)
+    assert imap._take_lease(account)
+    assert imap.poll_account(account).skipped
