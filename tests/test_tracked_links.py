@@ -1,6 +1,9 @@
 """Tracked links: Clicked once per (item, URL), Opened with open tracking, 302 to the stored URL."""
 
+import threading
+
 import pytest
+from django.db import connection
 from django.test import Client
 
 from campaigns.models import CampaignLogRecord
@@ -106,3 +109,29 @@ def test_only_get_and_head_are_allowed(setup):
     response = Client().post(links.click_url("", item.uid, url.pk))
     assert response.status_code == 405
     assert not Hit.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_click_survives_a_database_connection_dropped_in_between():
+    contact = make_contact()
+    campaign = make_campaign([make_target_list(contact)])
+    item = make_sent_item(make_mass_email(campaign), contact)
+    first, second = make_tracking_url(campaign), make_tracking_url(campaign)
+    client = Client()
+    assert _click(client, item, first).status_code == 302
+    pid = connection.connection.info.backend_pid
+
+    def terminate() -> None:
+        with connection.cursor() as cursor:  # this thread's own connection
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        connection.close()
+
+    worker = threading.Thread(target=terminate)
+    worker.start()
+    worker.join()
+    # The hit statement finds the connection dead, reconnects, prepares again, succeeds.
+    assert _click(client, item, second).status_code == 302
+    assert connection.connection.info.backend_pid != pid
+    assert _log(item, CampaignLogRecord.Action.CLICKED).count() == 2
+    assert Hit.objects.filter(queue_item=item).count() == 2

@@ -24,11 +24,12 @@ import functools
 import ipaddress
 import re
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -277,10 +278,12 @@ _HIT_SQL = """
 WITH s AS (
     SELECT
         set_config('synchronous_commit',
-            CASE WHEN %(async)s THEN 'off' ELSE current_setting('synchronous_commit') END,
+            CASE WHEN %(async)s::boolean THEN 'off'
+                 ELSE current_setting('synchronous_commit') END,
             true) AS commit_mode,
-        COALESCE((SELECT open_tracking FROM {settings} WHERE id = 1), false) AS open_tracking,
-        COALESCE((SELECT truncate_ip FROM {settings} WHERE id = 1), true) AS truncate_ip
+        COALESCE(o.open_tracking, false) AS open_tracking,
+        COALESCE(o.truncate_ip, true) AS truncate_ip
+    FROM (SELECT 1) AS one LEFT JOIN {settings} o ON o.id = 1
 ),
 target AS (
     SELECT q.id, q.is_test, q.sent_at, q.content_type_id, q.object_id, q.mass_email_id,
@@ -288,44 +291,48 @@ target AS (
     FROM {item} q
     JOIN {mass_email} m ON m.id = q.mass_email_id
     JOIN {address} e ON e.id = q.email_address_id
-    LEFT JOIN {url} t ON t.id = %(url_id)s AND t.campaign_id = m.campaign_id
-    WHERE q.uid = %(uid)s AND (%(url_id)s IS NULL OR t.id IS NOT NULL)
+    LEFT JOIN {url} t ON t.id = %(url_id)s::bigint AND t.campaign_id = m.campaign_id
+    WHERE q.uid = %(uid)s::uuid AND (%(url_id)s::bigint IS NULL OR t.id IS NOT NULL)
 ),
 recent AS (
     SELECT h.id, h.kind, h.tracking_url_id
     FROM {hit} h JOIN target ON h.queue_item_id = target.id
-    WHERE h.at >= %(burst_start)s
+    WHERE h.at >= %(burst_start)s::timestamptz
 ),
 verdict AS (
     SELECT
-        %(kind)s = 'trap' OR EXISTS (SELECT 1 FROM recent WHERE kind = 'trap') AS trap_burst,
-        (SELECT count(DISTINCT link) FROM (
-            SELECT tracking_url_id AS link FROM recent WHERE kind = 'click'
-            UNION SELECT target.url_id) AS links
-         WHERE link IS NOT NULL) >= 2 AS links_burst,
+        CASE WHEN %(kind)s::text = 'trap' OR seen.trap THEN %(r_trap_burst)s::text
+             WHEN seen.other_links + (target.url_id IS NOT NULL)::int >= 2
+                 THEN %(r_links_burst)s::text
+             ELSE '' END AS burst,
         target.sent_at IS NOT NULL
-            AND %(at)s < target.sent_at + make_interval(secs => %(prompt)s) AS prompt
-    FROM target
+            AND %(at)s::timestamptz < target.sent_at + make_interval(secs => %(prompt)s::int)
+            AS prompt
+    FROM target, LATERAL (
+        SELECT COALESCE(bool_or(kind = 'trap'), false) AS trap,
+               count(DISTINCT tracking_url_id) FILTER (
+                   WHERE kind = 'click' AND tracking_url_id <> COALESCE(target.url_id, 0)
+               ) AS other_links
+        FROM recent
+    ) AS seen
 ),
 reason AS (
-    SELECT
-        CASE WHEN trap_burst THEN %(r_trap_burst)s
-             WHEN links_burst THEN %(r_links_burst)s ELSE '' END AS burst,
-        CASE WHEN %(kind)s = 'trap' THEN %(r_trap)s
-             WHEN %(agent_reason)s <> '' THEN %(agent_reason)s
-             WHEN trap_burst THEN %(r_trap_burst)s
-             WHEN links_burst THEN %(r_links_burst)s
-             WHEN prompt THEN %(r_prompt)s ELSE '' END AS text
+    SELECT burst,
+           CASE WHEN %(kind)s::text = 'trap' THEN %(r_trap)s::text
+                WHEN %(agent_reason)s::text <> '' THEN %(agent_reason)s::text
+                WHEN burst <> '' THEN burst
+                WHEN prompt THEN %(r_prompt)s::text ELSE '' END AS text
     FROM verdict
 ),
 new_hit AS (
     INSERT INTO {hit} (queue_item_id, kind, tracking_url_id, at, method, user_agent, ip,
                        is_machine, machine_reason)
-    SELECT target.id, %(kind)s, target.url_id, %(at)s, %(method)s, %(user_agent)s,
+    SELECT target.id, %(kind)s::text, target.url_id, %(at)s::timestamptz, %(method)s::text,
+           %(user_agent)s::text,
            CASE WHEN s.truncate_ip THEN %(ip_short)s::inet ELSE %(ip)s::inet END,
            reason.text <> '', reason.text
     FROM target, s, reason
-    WHERE %(kind)s <> 'open' OR s.open_tracking
+    WHERE %(kind)s::text <> 'open' OR s.open_tracking
     RETURNING id
 ),
 burst AS (
@@ -338,13 +345,13 @@ logged AS (
     INSERT INTO {log} (action, action_date, campaign_id, mass_email_id, queue_item_id,
                        content_type_id, object_id, tracking_url_id, email_address,
                        bounce_type, is_test)
-    SELECT a.action, %(at)s, target.campaign_id, target.mass_email_id, target.id,
+    SELECT a.action, %(at)s::timestamptz, target.campaign_id, target.mass_email_id, target.id,
            target.content_type_id, target.object_id,
            CASE WHEN a.action = 'clicked' THEN target.url_id END,
            target.address, '', target.is_test
     FROM target, s, (VALUES ('clicked'), ('opened')) AS a(action)
-    WHERE (a.action = 'clicked' AND %(kind)s = 'click')
-       OR (a.action = 'opened' AND %(kind)s IN ('click', 'open') AND s.open_tracking)
+    WHERE (a.action = 'clicked' AND %(kind)s::text = 'click')
+       OR (a.action = 'opened' AND %(kind)s::text IN ('click', 'open') AND s.open_tracking)
     ON CONFLICT DO NOTHING
     RETURNING id
 )
@@ -369,7 +376,9 @@ def _record_postgresql(
     kind: str, uid: uuid.UUID, visit: Visit, tracking_url_id: int | None
 ) -> Destination | None:
     params = {
-        "async": bool(getattr(settings, "MASSMAIL_HITS_ASYNC_COMMIT", True)),
+        # Inside someone's transaction the setting would last for all of it: not there.
+        "async": bool(getattr(settings, "MASSMAIL_HITS_ASYNC_COMMIT", True))
+        and not connection.in_atomic_block,
         "kind": str(kind),
         "uid": uid,
         "url_id": tracking_url_id,
@@ -386,10 +395,74 @@ def _record_postgresql(
         "r_links_burst": REASON_LINKS_BURST,
         "r_prompt": REASON_PROMPT,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_hit_sql(), params)
-        row = cursor.fetchone()
+    row = _execute_prepared(params)
     if row is None:
         return None
     url, action, message, _ = row
     return Destination(url or "", action or "", message or "")
+
+
+PREPARED_NAME = "massmail_record_hit"
+# Raw connections this statement is prepared on (a reconnect makes a new one).
+_prepared_on: weakref.WeakSet = weakref.WeakSet()
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s::(\w+)")
+
+
+@functools.cache
+def _positional() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The statement with $n parameters, the parameter names in order, their types."""
+    names: list[str] = []
+    types: dict[str, str] = {}
+
+    def number(match: re.Match) -> str:
+        name, sql_type = match.groups()
+        if types.setdefault(name, sql_type) != sql_type:
+            raise ValueError(f"{name} is cast to two types in the hit statement")
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    sql = _PLACEHOLDER.sub(number, _hit_sql())
+    if "%(" in sql:
+        raise ValueError("every parameter of the hit statement needs a ::type cast")
+    return sql, tuple(names), tuple(types[name] for name in names)
+
+
+def _execute_prepared(params: dict) -> tuple | None:
+    """Run the statement as a prepared statement on Django's persistent connection.
+
+    Planning this statement costs more than executing it. Prepared once per
+    connection, PostgreSQL plans it a few times and then reuses a generic plan.
+    Django turns psycopg's automatic preparation off (for connection poolers),
+    so this uses SQL PREPARE/EXECUTE; behind a transaction-pooling PgBouncer set
+    MASSMAIL_HITS_PREPARED = False.
+
+    One round trip: Django's per-request health check (a SELECT 1 when
+    CONN_HEALTH_CHECKS is on) is skipped for this statement; instead a
+    connection found dead is replaced and the statement tried once more. A
+    failed statement committed nothing, so the retry cannot log twice.
+    """
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.health_check_done = True
+    try:
+        return _execute_once(params)
+    except (InterfaceError, OperationalError):
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+        return _execute_once(params)
+
+
+def _execute_once(params: dict) -> tuple | None:
+    sql, names, types = _positional()
+    values = [params[name] for name in names]
+    with connection.cursor() as cursor:
+        if not getattr(settings, "MASSMAIL_HITS_PREPARED", True):
+            cursor.execute(_hit_sql(), params)
+        else:
+            if cursor.connection not in _prepared_on:
+                cursor.execute(f"PREPARE {PREPARED_NAME} ({', '.join(types)}) AS {sql}")
+                _prepared_on.add(cursor.connection)
+            placeholders = ", ".join(["%s"] * len(values))
+            cursor.execute(f"EXECUTE {PREPARED_NAME} ({placeholders})", values)
+        return cursor.fetchone()

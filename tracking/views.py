@@ -43,7 +43,7 @@ ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
 
 
-def _no_cache(response: HttpResponse) -> HttpResponse:
+def no_cache(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = NO_CACHE
     response["Pragma"] = "no-cache"
     response["Expires"] = "0"
@@ -65,7 +65,7 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     else:
         # Only ever the URL stored on the tracking URL: no open redirect.
         response = HttpResponseRedirect(destination.url)
-    return _no_cache(response)
+    return no_cache(response)
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -73,7 +73,7 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     uid = links.read_open_token(token)
     if uid is None or record_hit(Hit.Kind.OPEN, uid, Visit.from_request(request)) is None:
         raise Http404
-    return _no_cache(HttpResponse(PIXEL, content_type="image/gif"))
+    return no_cache(HttpResponse(PIXEL, content_type="image/gif"))
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -84,7 +84,7 @@ def trap(request: HttpRequest, token: str) -> HttpResponse:
         raise Http404
     response = HttpResponse("", content_type="text/plain")
     response["X-Robots-Tag"] = "noindex, nofollow"
-    return _no_cache(response)
+    return no_cache(response)
 
 
 @csrf_exempt  # for the one-click POST only; the page's own form is checked below
@@ -104,7 +104,7 @@ def _one_click(uid: uuid.UUID) -> HttpResponse:
     if subscription is None:
         raise Http404
     apply_unsubscribe(subscription)
-    return _no_cache(HttpResponse("Unsubscribed.\n", content_type="text/plain; charset=utf-8"))
+    return no_cache(HttpResponse("Unsubscribed.\n", content_type="text/plain; charset=utf-8"))
 
 
 @csrf_protect
@@ -143,7 +143,7 @@ def _render_page(request: HttpRequest, context: dict) -> HttpResponse:
         "done": done if done in ("unsubscribed", "subscribed") else "",
         "texts": UnsubscribePageText.for_language(get_language() or ""),
     }
-    return _no_cache(render(request, "tracking/unsubscribe.html", context))
+    return no_cache(render(request, "tracking/unsubscribe.html", context))
 
 
 @csrf_protect

@@ -1,0 +1,393 @@
+"""Tracked links and the open pixel under load, against a bare token-checking view.
+
+gunicorn with config/gunicorn.py serves the project on PostgreSQL (a dedicated
+bench database, recreated and seeded set-based with N distinct sent queue
+items). wrk loads it from this machine, cycling over precomputed distinct URLs,
+with a browser user agent:
+
+- bare click: a Django view that only checks the click token and returns the
+  same redirect (no database), served by the same gunicorn in the same run;
+- click: the real /c/<token>/ (hit + Clicked + Opened, then 302);
+- pixel: the real /o/<token>/p.gif, and its bare counterpart;
+- click again with synchronous commit (MASSMAIL_HITS_ASYNC_COMMIT=0), to show
+  what the asynchronous commit of hit writes buys.
+
+Afterwards it checks the rules on the database: no errors, every answered
+request kept as a Hit (the only slack: requests in flight when wrk stopped),
+Clicked once per (item, URL), Opened once per item, no hit called a machine.
+
+    apt-get install -y wrk
+    .venv/bin/python bench/bench_endpoints.py [--items 50000] [--duration 30] [--connections 64]
+
+BENCH_DATABASE_URL names the database (dropped and recreated); all traffic goes
+to 127.0.0.1 and every run is bounded by --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BENCH_DB = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/massmail_tracking_bench"
+)
+SERVER_ENV = {
+    "DATABASE_URL": BENCH_DB,
+    "DJANGO_SETTINGS_MODULE": "bench.endpoints_settings",
+    "MASSMAIL_ENV": "production",
+    "SECRET_KEY": "bench-endpoints-not-a-secret-" + "x" * 40,
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "LOG_LEVEL": "WARNING",
+}
+os.environ.update(SERVER_ENV)
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate  # noqa: E402
+from massmail.models import MassEmail, OutboundSettings, QueueItem  # noqa: E402
+from targets.models import EmailAddress  # noqa: E402
+from tracking import links  # noqa: E402
+from tracking.models import Hit, TrackingUrl  # noqa: E402
+
+BROWSER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36"
+)
+# Each wrk thread walks its own stride of the URL file, so no two threads send
+# the same URL until the list wraps around.
+WRK_SCRIPT = """
+local counter = 1
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  paths = {}
+  for line in io.lines(args[1]) do paths[#paths + 1] = line end
+  stride = tonumber(args[2])
+  position = id
+  wrk.headers["User-Agent"] = args[3]
+end
+function request()
+  local path = paths[position]
+  position = position + stride
+  if position > #paths then position = ((position - 1) % #paths) + 1 end
+  return wrk.format("GET", path)
+end
+"""
+
+
+# --- database ---
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    parts = urlsplit(BENCH_DB)
+    name = parts.path.lstrip("/")
+    admin_url = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    call_command("migrate", verbosity=0)
+
+
+def seed(items: int) -> tuple[MassEmail, list[TrackingUrl]]:
+    """N sent queue items, each with its own address, in two INSERT ... SELECT."""
+    OutboundSettings.objects.update_or_create(
+        pk=1, defaults={"open_tracking": True, "truncate_ip": True}
+    )
+    campaign = Campaign.objects.create(name="Bench", type=Campaign.Type.NEWSLETTER)
+    template = EmailTemplate.objects.create(name="Bench", subject="Hi", body_html="<p>Hi</p>")
+    mass_email = MassEmail.objects.create(
+        campaign=campaign,
+        name="Bench",
+        status=MassEmail.Status.COMPLETE,
+        start_at=timezone.now(),
+        email_template=template,
+    )
+    urls = [
+        TrackingUrl.objects.create(campaign=campaign, name=name, url=f"https://example.org/{name}")
+        for name in ("offer", "news")
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {EmailAddress._meta.db_table} (address, opt_out, invalid, created_at,"
+            " updated_at) SELECT 'bench' || g || '@example.com', false, false, now(), now()"
+            " FROM generate_series(1, %s) AS g",
+            [items],
+        )
+        cursor.execute(
+            f"INSERT INTO {QueueItem._meta.db_table} (uid, mass_email_id, email_address_id,"
+            " status, attempt_count, last_error, claimed_by, sent_at, message_id, is_test,"
+            " created_at) SELECT gen_random_uuid(), %s, e.id, 'sent', 1, '', '',"
+            " now() - interval '1 hour', '', false, now()"
+            f" FROM {EmailAddress._meta.db_table} e",
+            [mass_email.pk],
+        )
+        cursor.execute("ANALYZE")
+    return mass_email, urls
+
+
+@dataclass(frozen=True)
+class Paths:
+    click: list[str]
+    bare_click: list[str]
+    pixel: list[str]
+    bare_pixel: list[str]
+
+
+def make_paths(mass_email: MassEmail, urls: list[TrackingUrl]) -> Paths:
+    """Distinct URLs: item i gets one of the two tracking URLs, and its pixel."""
+    uids = list(mass_email.queue_items.order_by("id").values_list("uid", flat=True))
+    click, bare_click, pixel, bare_pixel = [], [], [], []
+    for n, uid in enumerate(uids):
+        token = links.click_token(uid, urls[n % 2].pk)
+        click.append(f"/c/{token}/")
+        bare_click.append(f"/bare/c/{token}/")
+        pixel.append(links.open_pixel_url("", uid))
+        bare_pixel.append(f"/bare/o/{links.open_token(uid)}/p.gif")
+    rng = random.Random(5)
+    for paths in (click, bare_click, pixel, bare_pixel):
+        rng.shuffle(paths)
+    return Paths(click, bare_click, pixel, bare_pixel)
+
+
+# --- server ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn with config/gunicorn.py, bound to 127.0.0.1 on a free port."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        env = {**os.environ, **SERVER_ENV, **(extra_env or {})}
+        env["GUNICORN_BIND"] = f"127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-c",
+                str(ROOT / "config" / "gunicorn.py"),
+                "--chdir",
+                str(ROOT),
+                "config.wsgi:application",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(tempfile.gettempdir()) / "bench-endpoints-gunicorn.log", "ab"),
+            start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/bare/c/x/", timeout=1)
+            except urllib.error.HTTPError:
+                return  # 404 for the forged token: Django answers
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not start; see bench-endpoints-gunicorn.log in /tmp")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+# --- load ---
+
+
+@dataclass(frozen=True)
+class Load:
+    name: str
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    hits_written: int | None = None
+
+    def row(self, baseline: Load | None) -> str:
+        ratio = f"{self.rps / baseline.rps:6.2f}" if baseline else "      "
+        written = "" if self.hits_written is None else f"  hits written {self.hits_written:>7}"
+        return (
+            f"{self.name:<28} {self.rps:>9.0f} req/s  p50 {self.p50_ms:>7.2f} ms"
+            f"  p99 {self.p99_ms:>7.2f} ms  errors {self.errors}  ratio {ratio}"
+            f"  requests {self.requests:>7}{written}"
+        )
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(
+    name: str, server: Server, paths: list[str], args: argparse.Namespace, workdir: Path
+) -> Load:
+    path_file = workdir / f"{name.replace(' ', '_')}.txt"
+    path_file.write_text("\n".join(paths) + "\n")
+    script = workdir / "cycle.lua"
+    script.write_text(WRK_SCRIPT)
+    command = [
+        "wrk",
+        f"-t{args.wrk_threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        server.url,
+        "--",
+        str(path_file),
+        str(args.wrk_threads),
+        BROWSER_AGENT,
+    ]
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=args.duration + 60
+    ).stdout
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return Load(
+        name=name,
+        requests=int(re.search(r"(\d+) requests in", output).group(1)),
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        p50_ms=_ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),
+        p99_ms=_ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1)),
+        errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
+    )
+
+
+def load_with_hits(
+    name: str, server: Server, paths: list[str], args: argparse.Namespace, workdir: Path
+) -> Load:
+    before = Hit.objects.count()
+    result = run_wrk(name, server, paths, args, workdir)
+    time.sleep(1)  # requests in flight when wrk stopped finish
+    return Load(**{**result.__dict__, "hits_written": Hit.objects.count() - before})
+
+
+# --- checks ---
+
+
+def check_rules(loads: list[Load], connections: int) -> list[str]:
+    """What the rules say the database must hold after the runs; the failures."""
+    failures = []
+    for load in loads:
+        if load.errors:
+            failures.append(f"{load.name}: {load.errors} errors")
+        if load.hits_written is not None and not (
+            load.requests <= load.hits_written <= load.requests + connections
+        ):
+            failures.append(
+                f"{load.name}: {load.hits_written} hits for {load.requests} answered requests"
+            )
+    clicks = Hit.objects.filter(kind="click")
+    expected_clicked = clicks.values("queue_item", "tracking_url").distinct().count()
+    clicked = CampaignLogRecord.objects.filter(action="clicked").count()
+    if clicked != expected_clicked:
+        failures.append(f"Clicked {clicked}, distinct (item, URL) clicked {expected_clicked}")
+    opened_items = Hit.objects.filter(kind__in=["click", "open"]).values("queue_item").distinct()
+    opened = CampaignLogRecord.objects.filter(action="opened").count()
+    if opened != opened_items.count():
+        failures.append(f"Opened {opened}, distinct items hit {opened_items.count()}")
+    machines = Hit.objects.filter(is_machine=True).count()
+    if machines:
+        failures.append(f"{machines} browser hits classified machine")
+    return failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--duration", type=int, default=30, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--skip-sync", action="store_true", help="skip the sync-commit run")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install -y wrk")
+
+    recreate_database()
+    mass_email, urls = seed(args.items)
+    paths = make_paths(mass_email, urls)
+    print(
+        f"{args.items} queue items; {os.cpu_count()} cores; wrk -t{args.wrk_threads}"
+        f" -c{args.connections} -d{args.duration}s on the same machine;"
+        f" gunicorn: config/gunicorn.py"
+        f" (WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'cores')},"
+        f" GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '8')})"
+    )
+    loads: list[Load] = []
+    with tempfile.TemporaryDirectory(prefix="bench-endpoints-") as tmp:
+        workdir = Path(tmp)
+        server = Server()
+        try:
+            bare_click = run_wrk("bare click (token only)", server, paths.bare_click, args, workdir)
+            click = load_with_hits("click (async commit)", server, paths.click, args, workdir)
+            bare_pixel = run_wrk("bare pixel (token only)", server, paths.bare_pixel, args, workdir)
+            pixel = load_with_hits("pixel (async commit)", server, paths.pixel, args, workdir)
+        finally:
+            server.stop()
+        loads += [bare_click, click, bare_pixel, pixel]
+        print(bare_click.row(None))
+        print(click.row(bare_click))
+        print(bare_pixel.row(None))
+        print(pixel.row(bare_pixel))
+        if not args.skip_sync:
+            server = Server({"MASSMAIL_HITS_ASYNC_COMMIT": "0"})
+            try:
+                sync = load_with_hits("click (sync commit)", server, paths.click, args, workdir)
+            finally:
+                server.stop()
+            loads.append(sync)
+            print(sync.row(bare_click))
+    failures = check_rules(loads, args.connections)
+    hits = Hit.objects.count()
+    logs = CampaignLogRecord.objects.values_list("action").order_by()
+    print(
+        f"database: {hits} hits; Clicked {logs.filter(action='clicked').count()},"
+        f" Opened {logs.filter(action='opened').count()}"
+    )
+    for failure in failures:
+        print("FAIL:", failure)
+    print("rules hold" if not failures else f"{len(failures)} rule(s) broken")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
