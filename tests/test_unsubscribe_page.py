@@ -186,3 +186,20 @@ def test_the_address_form_toggles_only_the_opt_out(recipient):
     other = links.address_unsubscribe_url("", "bob@example.com").split("/")
     mixed = "/".join([*url.split("/")[:3], other[3], ""])
     assert Client().post(mixed, {"action": "unsubscribe"}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "language, heading, intro",
+    [
+        ("de", "Abmelden", "Melden Sie sich ab, um keine E-Mails mehr zu erhalten"),
+        ("fr", "Se désabonner", "Désabonnez-vous pour ne plus recevoir"),
+    ],
+)
+def test_the_page_speaks_the_visitors_language(recipient, language, heading, intro):
+    item, _, _ = recipient
+    html = (
+        Client()
+        .get(links.unsubscribe_url("", item.uid), HTTP_ACCEPT_LANGUAGE=language)
+        .content.decode()
+    )
+    assert f"<h1>{heading}</h1>" in html and intro in html and f'lang="{language}"' in html
