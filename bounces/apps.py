@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class BouncesConfig(AppConfig):
     name = "bounces"
     verbose_name = "Bounces and mailboxes"
+
+    def ready(self) -> None:
+        from anymail.signals import tracking
+
+        from bounces.webhooks import handle_tracking_event
+
+        tracking.connect(handle_tracking_event, dispatch_uid="bounces.handle_tracking_event")

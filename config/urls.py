@@ -11,4 +11,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Public endpoints: unsubscribe page and one-click, tracked links, open pixel.
     path("", include("tracking.urls")),
+    # ESP tracking webhooks (bounces, complaints): bounces.webhooks receives the events.
+    path("webhooks/anymail/", include("anymail.urls")),
 ]
