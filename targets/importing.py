@@ -32,12 +32,14 @@ from targets.models import (
     TargetListMember,
     validate_address,
 )
-from targets.registry import TargetType
+from targets.registry import TargetType, target_type_for
 
 EMAIL = "email"
 DELIMITERS = ",;\t|"
 HEAD_BYTES = 64 * 1024
 KEPT_ERRORS = 1000
+# Admin uploads longer than this import in a Celery task: a web request would time out.
+INLINE_IMPORT_LINES = 5000
 # Header spellings recognised for each field, compared without case, spaces or punctuation.
 SYNONYMS = {
     EMAIL: {"email", "emailaddress", "mail", "address", "primaryemail", "courriel"},
@@ -235,6 +237,11 @@ def check_mapping(csv_file: CsvFile, fields: list[ImportField], mapping: dict[st
             raise CsvFileError(
                 f"No column {header!r} in the file; its columns are: {', '.join(csv_file.headers)}."
             )
+    if EMAIL not in mapping and len(csv_file.headers) == 1:
+        raise CsvFileError(
+            "No address column, and no delimiter (, ; tab |) in the header line: "
+            f"is {csv_file.path.name} a CSV file with a header?"
+        )
     if EMAIL not in mapping:
         raise CsvFileError(
             "No address column: name the column holding email addresses "
@@ -591,3 +598,12 @@ def resumable_run(
         encoding=csv_file.encoding,
         mapping=mapping,
     )
+
+
+def import_stored_upload(run: ImportRun) -> ImportReport:
+    """Import (or resume) an admin upload; its stored file goes once the run is done."""
+    csv_file = open_csv(run.file_path, run.encoding or None)
+    report = run_import(run, csv_file, target_type_for(run.target_type_id))
+    Path(run.file_path).unlink(missing_ok=True)
+    ImportRun.objects.filter(pk=run.pk).update(file_path="")
+    return report

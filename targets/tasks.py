@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from targets import segments
-from targets.models import Segment
+from targets import importing, segments
+from targets.models import ImportRun, Segment
 
 
 @shared_task
@@ -14,3 +14,11 @@ def sync_segment(segment_id: int) -> None:
     segment = Segment.objects.select_related("target_list").filter(pk=segment_id).first()
     if segment is not None and segment.target_list is not None:
         segments.sync_segment(segment)
+
+
+@shared_task
+def import_upload(run_id: int) -> None:
+    """A large admin upload; a finished or deleted run is a no-op, a failed one resumes."""
+    run = ImportRun.objects.select_related("target_list").filter(pk=run_id).first()
+    if run is not None and run.status != ImportRun.Status.DONE and run.file_path:
+        importing.import_stored_upload(run)

@@ -205,7 +205,7 @@ def test_accounts_need_a_name(tmp_path):
         (b"", "is empty"),
         (b"  \n\n", "is empty"),
         (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00", "binary data"),
-        (b"just some text\nnothing here\n", "No address column"),
+        (b"just some text\nnothing here\n", "no delimiter"),
         (b"first_name,last_name\nAda,Lovelace\n", "No address column"),
         (b"email,email\na@example.com,b@example.com\n", "appears twice"),
         (b"em\xe9il,last_name\na@example.com,A\n", "header line"),
@@ -300,3 +300,28 @@ def test_members_added_by_import_are_of_the_imported_type(tmp_path):
     _, target_list = do_import(write(tmp_path, "email,last_name\nl@example.com,Lead\n"), "lead")
     member = target_list.members.get()
     assert member.content_type == ContentType.objects.get_for_model(Lead)
+
+
+def test_a_large_admin_upload_imports_in_a_celery_task(
+    admin_client, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    from targets import tasks
+
+    settings.MEDIA_ROOT = tmp_path
+    monkeypatch.setattr(importing, "INLINE_IMPORT_LINES", 3)
+    queued = []
+    monkeypatch.setattr(tasks.import_upload, "delay", queued.append)
+    response = upload(admin_client, CONTACTS.encode(), new_list_name="Big")
+    mapping = {"email": "E-mail", "last_name": "Nachname"}
+    with django_capture_on_commit_callbacks(execute=True):
+        done = admin_client.post(response.url, {**mapping, "_import": "1"}, follow=True)
+    run = ImportRun.objects.get()
+    assert queued == [run.pk]
+    assert "importing in the background" in done.content.decode()
+    assert not Contact.objects.exists() and run.status == "running"
+
+    tasks.import_upload(run.pk)
+    tasks.import_upload(run.pk)  # a redelivered task finds the run done
+    run.refresh_from_db()
+    assert (run.status, run.created_count, run.file_path) == ("done", 2, "")
+    assert TargetList.objects.get(name="Big").entry_count() == 2

@@ -53,7 +53,10 @@ def test_member_page_reads_only_the_shown_page(admin_client):
     contact_reads = [q["sql"] for q in queries if 'FROM "targets_contact"' in q["sql"]]
     assert len(contact_reads) == 1 and "LIMIT" not in contact_reads[0]  # pk IN (the page)
     member_reads = [q["sql"] for q in queries if 'FROM "targets_targetlistmember"' in q["sql"]]
-    assert any("LIMIT 100" in sql for sql in member_reads)
+    paged = [sql for sql in member_reads if "LIMIT 100" in sql]
+    assert paged and "targets_recordemailaddress" not in paged[0]  # addresses: after paging
+    address_reads = [q["sql"] for q in queries if 'FROM "targets_recordemailaddress"' in q["sql"]]
+    assert len(address_reads) == 1
 
 
 def test_mark_and_unmark_opted_out(admin_client):
@@ -86,3 +89,21 @@ def test_duplicate_copies_members_not_opted_out(admin_client):
     copy = TargetList.objects.get(name="Customers (copy)")
     assert list(copy.members.values_list("object_id", "opted_out")) == [(kept.pk, False)]
     assert TargetList.objects.filter(name="Customers (copy) 2").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("/admin/targets/targetlist/", "Import CSV"),
+        ("/admin/targets/targetlist/add/", "Name"),
+        ("/admin/targets/targetlist/import/", "Step 1 of 3"),
+        ("/admin/targets/segment/add/", "Save to see how many records match."),
+        ("/admin/targets/importrun/", "import run"),
+        ("/admin/targets/targetlistmember/", "type"),
+    ],
+)
+def test_list_tool_pages_render(admin_client, url, expected):
+    make_target_list(make_contact())
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    assert expected in response.content.decode()
