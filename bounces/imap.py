@@ -202,23 +202,39 @@ def _process(
         message_id=_header(headers, "Message-ID")[:255],
         subject=_header(headers, "Subject")[:255],
     )
-    try:
-        report = classify(raw)
-        if report.recipients:
-            apply_report(report, source="imap", event_key=_event_key(record))
-        record.outcome = (
-            ProcessedMessage.Outcome.BOUNCE
-            if report.recipients
-            else ProcessedMessage.Outcome.NOT_BOUNCE
-        )
-    except Exception as error:  # one bad message must not stop the mailbox
-        log.exception("bounce message UID %s of %s failed", uid, account)
-        record.outcome, record.error, record.raw = ProcessedMessage.Outcome.ERROR, repr(error), raw
-        result.failures.append(f"UID {uid}: {error!r}")
+    _classify_and_apply(record, raw)
+    if record.outcome == ProcessedMessage.Outcome.ERROR:
+        result.failures.append(f"UID {uid}: {record.error}")
     _remember(account, record)
     _count(result, record.outcome)
     if record.outcome == ProcessedMessage.Outcome.BOUNCE:
         _file_away(client, account, uid)
+
+
+def _classify_and_apply(record: ProcessedMessage, raw: bytes) -> None:
+    """Set the record's outcome; a failure keeps the raw message for another try."""
+    try:
+        report = classify(raw)
+        if report.recipients:
+            apply_report(report, source="imap", event_key=_event_key(record))
+    except Exception as error:  # one bad message must not stop the mailbox
+        log.exception("bounce message UID %s of account %s failed", record.uid, record.account_id)
+        record.outcome, record.error, record.raw = ProcessedMessage.Outcome.ERROR, repr(error), raw
+        return
+    record.outcome = (
+        ProcessedMessage.Outcome.BOUNCE
+        if report.recipients
+        else ProcessedMessage.Outcome.NOT_BOUNCE
+    )
+    record.error, record.raw = "", b""
+
+
+def process_again(record: ProcessedMessage) -> str:
+    """Retry a message whose processing failed, from the raw bytes kept for it."""
+    _classify_and_apply(record, bytes(record.raw or b""))
+    record.processed_at = timezone.now()
+    record.save(update_fields=["outcome", "error", "raw", "processed_at"])
+    return record.outcome
 
 
 def _header(headers, name: str) -> str:

@@ -136,8 +136,15 @@ class BounceEvent(models.Model):
         return f"{self.get_verdict_display()} {self.address}"
 
 
+class UnmatchedBounceManager(models.Manager):
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(email_address__isnull=True)
+
+
 class UnmatchedBounce(BounceEvent):
     """Bounces naming an address nobody here has: the admin's review list."""
+
+    objects = UnmatchedBounceManager()
 
     class Meta:
         proxy = True

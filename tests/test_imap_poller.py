@@ -220,3 +220,71 @@ def test_a_leased_account_is_not_polled_twice_at_once(imap_mailbox) -> None:
     account = make_account(imap_mailbox)
     assert imap._take_lease(account)
     assert imap.poll_account(account).skipped
+
+
+def test_admin_test_connection_button_and_last_error(imap_mailbox, admin_client) -> None:
+    imap_mailbox.append(HUMAN_REPLY)
+    account = make_account(imap_mailbox, imap_password="wrong")
+    imap.poll_account(account)
+    change_url = f"/admin/bounces/groupemailaccount/{account.pk}/change/"
+
+    page = admin_client.get(change_url).content.decode()
+    assert "Test connection" in page and "Last error (" in page and "failed" in page
+
+    test_url = f"/admin/bounces/groupemailaccount/{account.pk}/mailbox/test/"
+    failed = admin_client.post(test_url, follow=True).content.decode()
+    assert "Login to 127.0.0.1" in failed
+    GroupEmailAccount.objects.filter(pk=account.pk).update(imap_password=imap_mailbox.password)
+    passed = admin_client.post(test_url, follow=True).content.decode()
+    assert "holds 1 message(s)" in passed
+    assert admin_client.get(test_url).status_code == 405
+
+    listing = admin_client.post(
+        "/admin/bounces/groupemailaccount/",
+        {"action": "poll_now", "_selected_action": [account.pk]},
+        follow=True,
+    ).content.decode()
+    assert "0 bounce(s), 1 other message(s) left in place" in listing
+    account.refresh_from_db()
+    assert account.last_error == ""
+
+
+def test_admin_lists_unmatched_bounces_and_retries_failed_messages(
+    imap_mailbox, admin_client, monkeypatch
+) -> None:
+    item = make_queue_item()
+    imap_mailbox.append(postfix_dsn(item))
+    from bounces.effects import apply_report as real_apply
+
+    def broken_apply(*args, **kwargs):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(imap, "apply_report", broken_apply)
+    imap.poll_account(make_account(imap_mailbox))
+    failed = ProcessedMessage.objects.get(outcome="error")
+    monkeypatch.setattr(imap, "apply_report", real_apply)
+
+    response = admin_client.post(
+        "/admin/bounces/processedmessage/",
+        {"action": "process_again", "_selected_action": [failed.pk]},
+        follow=True,
+    )
+    assert "1 bounce(s), 0 still failing" in response.content.decode()
+    failed.refresh_from_db()
+    assert failed.outcome == "bounce" and not bytes(failed.raw)
+    assert address_state(item) == (True, False)
+
+    from bounces.classify import Report, Verdict
+
+    apply_report_unknown = Report([Verdict("ghost@example.net", "hard", "5.1.1", "userunknown")])
+    real_apply(apply_report_unknown, source="imap", event_key="ghost")
+    listing = admin_client.get("/admin/bounces/unmatchedbounce/").content.decode()
+    assert "ghost@example.net" in listing and item.email_address.address not in listing
+    for url in (
+        "/admin/bounces/bounceevent/",
+        f"/admin/bounces/bounceevent/{BounceEvent.objects.first().pk}/change/",
+        "/admin/bounces/processedmessage/",
+        f"/admin/bounces/processedmessage/{failed.pk}/change/",
+        f"/admin/bounces/unmatchedbounce/{UnmatchedBounce.objects.get().pk}/change/",
+    ):
+        assert admin_client.get(url).status_code == 200, url
