@@ -406,11 +406,12 @@ def recipient_contexts(items: Sequence[QueueItem]) -> dict[int, RecipientContext
     """Contexts keyed by queue item id: one query per target type (plus one for
     addresses when the items were loaded without them), never one per item."""
     _load_addresses(items)
-    records = _load_records(items)
-    contexts = {}
-    for item in items:
-        contexts[item.id] = _context(item, records)
-    return contexts
+    types = {
+        content_type_id: target_type_for(content_type_id)
+        for content_type_id in {item.content_type_id for item in items if item.content_type_id}
+    }
+    records = _load_records(items, types)
+    return {item.id: _context(item, records, types) for item in items}
 
 
 def context_for(address: str, record: models.Model | None = None) -> RecipientContext:
@@ -438,14 +439,16 @@ def _load_addresses(items: Sequence[QueueItem]) -> None:
         item.email_address = found[item.email_address_id]
 
 
-def _load_records(items: Sequence[QueueItem]) -> dict[tuple[int, int], models.Model]:
+def _load_records(
+    items: Sequence[QueueItem], types: dict[int, TargetType | None]
+) -> dict[tuple[int, int], models.Model]:
     wanted: dict[int, set[int]] = defaultdict(set)
     for item in items:
         if item.content_type_id and item.object_id is not None:
             wanted[item.content_type_id].add(item.object_id)
     records: dict[tuple[int, int], models.Model] = {}
     for content_type_id, ids in wanted.items():
-        target_type = target_type_for(content_type_id)
+        target_type = types[content_type_id]
         if target_type is None:
             continue
         model = target_type.model
@@ -457,11 +460,15 @@ def _load_records(items: Sequence[QueueItem]) -> dict[tuple[int, int], models.Mo
     return records
 
 
-def _context(item: QueueItem, records: dict[tuple[int, int], models.Model]) -> RecipientContext:
+def _context(
+    item: QueueItem,
+    records: dict[tuple[int, int], models.Model],
+    types: dict[int, TargetType | None],
+) -> RecipientContext:
     address = item.email_address.address
     if not item.content_type_id:
         return RecipientContext(address=address)
-    target_type = target_type_for(item.content_type_id)
+    target_type = types[item.content_type_id]
     record = records.get((item.content_type_id, item.object_id))
     return RecipientContext(
         address=address,
