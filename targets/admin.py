@@ -39,7 +39,7 @@ from targets.models import (
     validate_address,
 )
 from targets.registry import target_type_by_key, target_type_for, target_types
-from targets.segments import schedule_segment, segment_queryset, sync_segment
+from targets.segments import segment_queryset, sync_segment
 
 logger = logging.getLogger(__name__)
 
@@ -620,8 +620,7 @@ class SegmentAdmin(admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
-        segment = form.instance
-        schedule_segment(segment)
+        segment = form.instance  # its schedule was updated on save (targets.signals)
         self.message_user(
             request, f"{segment}: {segment_queryset(segment).count():,} matching record(s)."
         )

@@ -171,7 +171,9 @@ def schedule_segment(segment: Segment) -> PeriodicTask | None:
             task.delete()
             segment.periodic_task = None
         return None
-    task = task or PeriodicTask(name=f"Sync segment #{segment.pk}")
+    name = f"Sync segment #{segment.pk}"
+    # A stale instance may not know its task: find it by its unique name.
+    task = task or PeriodicTask.objects.filter(name=name).first() or PeriodicTask(name=name)
     task.task = SYNC_TASK
     task.args = json.dumps([segment.pk])
     task.crontab = segment.schedule

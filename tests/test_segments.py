@@ -163,20 +163,31 @@ def test_sync_without_a_list_is_refused():
 def test_a_schedule_creates_updates_and_removes_the_periodic_task():
     target_list = make_target_list()
     daily = CrontabSchedule.objects.create(minute="0", hour="6")
-    segment = make_segment(target_list=target_list, schedule=daily)
-    task = schedule_segment(segment)
+    segment = make_segment(target_list=target_list, schedule=daily)  # saving schedules it
+    task = PeriodicTask.objects.get(task="targets.tasks.sync_segment")
+    assert segment.periodic_task == task
+    assert schedule_segment(segment) == task  # idempotent
     assert task.task == "targets.tasks.sync_segment"
     assert json.loads(task.args) == [segment.pk] and task.crontab == daily and task.enabled
     hourly = CrontabSchedule.objects.create(minute="15")
     segment.schedule = hourly
     segment.save()
-    schedule_segment(segment)
     assert PeriodicTask.objects.get(pk=task.pk).crontab == hourly
     assert PeriodicTask.objects.filter(task="targets.tasks.sync_segment").count() == 1
     segment.schedule = None
     segment.save()
-    schedule_segment(segment)
     assert not PeriodicTask.objects.filter(task="targets.tasks.sync_segment").exists()
+
+
+def test_saving_a_stale_copy_keeps_one_task():
+    segment = make_segment(
+        target_list=make_target_list(), schedule=CrontabSchedule.objects.create(minute="0")
+    )
+    stale = Segment.objects.get(pk=segment.pk)
+    stale.periodic_task = None
+    stale.save()
+    assert PeriodicTask.objects.filter(task="targets.tasks.sync_segment").count() == 1
+    assert Segment.objects.get(pk=segment.pk).periodic_task_id is not None
 
 
 def test_deleting_a_segment_deletes_its_periodic_task():
@@ -268,3 +279,38 @@ def test_admin_offers_only_target_types():
     )
     models = {ct.model_class() for ct in form_field.queryset}
     assert Contact in models and Segment not in models
+
+
+@pytest.fixture
+def celery_worker_on_redis():
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+    from tests.services import require_postgres, require_redis
+
+    require_postgres()  # the worker's threads share the database with the test
+    app.conf.update(broker_url=require_redis(), task_always_eager=False)
+    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False) as worker:
+        yield app, worker
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_periodic_task_runs_the_sync_on_a_celery_worker(celery_worker_on_redis):
+    import time
+
+    app, _ = celery_worker_on_redis
+    contact = make_contact(city="Bonn")
+    target_list = make_target_list()
+    segment = make_segment(
+        conditions=[("city", "equals", "Bonn")],
+        target_list=target_list,
+        schedule=CrontabSchedule.objects.create(minute="*/5"),
+    )
+    task = PeriodicTask.objects.get(pk=Segment.objects.get(pk=segment.pk).periodic_task_id)
+    app.send_task(task.task, args=json.loads(task.args))  # what beat sends when it is due
+    deadline = time.monotonic() + 30
+    while not target_list.members.exists():
+        assert time.monotonic() < deadline, "the worker did not sync the segment"
+        time.sleep(0.05)
+    assert list(target_list.members.values_list("object_id", flat=True)) == [contact.pk]
