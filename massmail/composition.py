@@ -236,10 +236,12 @@ _date: tuple[int, str] = (-1, "")
 
 def _date_header() -> str:
     global _date
-    second = int(time.time())
-    if _date[0] != second:
-        _date = (second, format_datetime(datetime.now(UTC)))
-    return _date[1]
+    second, cached = _date
+    if second != int(time.time()):
+        now = datetime.now(UTC)
+        cached = format_datetime(now)
+        _date = (int(now.timestamp()), cached)
+    return cached
 
 
 # -- the template split into literals and placeholders -----------------------------------
@@ -553,11 +555,11 @@ class PreparedMessage:
         rendered = rendered or self.render(item, context)
         if for_anymail is None:
             for_anymail = settings.EMAIL_BACKEND.startswith("anymail.")
-        extra = {
-            name: value
-            for name, value in rendered.headers.items()
-            if name not in ("To", "Subject", "Reply-To")
-        }
+        # Providers set Date themselves and some refuse it as a custom header.
+        skipped = (
+            ("To", "Subject", "Reply-To", "Date") if for_anymail else ("To", "Subject", "Reply-To")
+        )
+        extra = {name: value for name, value in rendered.headers.items() if name not in skipped}
         visible_from = extra.pop("From")
         message = EmailMultiAlternatives(
             subject=rendered.subject,

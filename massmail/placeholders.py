@@ -160,18 +160,16 @@ _clock: tuple[int, dict[str, str]] = (-1, {})
 def clock_values() -> dict[str, str]:
     """today/now/currentYear in TIME_ZONE, computed at most once a second."""
     global _clock
-    second = int(time.time())
-    if _clock[0] != second:
+    second, cached = _clock
+    if second != int(time.time()):
         now = timezone.localtime()
-        _clock = (
-            second,
-            {
-                "today": now.strftime("%Y-%m-%d"),
-                "now": now.strftime("%Y-%m-%d %H:%M"),
-                "currentYear": str(now.year),
-            },
-        )
-    return _clock[1]
+        cached = {
+            "today": now.strftime("%Y-%m-%d"),
+            "now": now.strftime("%Y-%m-%d %H:%M"),
+            "currentYear": str(now.year),
+        }
+        _clock = (int(time.time()), cached)
+    return cached
 
 
 def _clock_getter(key: str) -> Getter:
@@ -203,9 +201,14 @@ class SignedLinks:
         self._last: tuple[object, str] = (None, "")
 
     def _uid(self, uid: uuid.UUID | str) -> str:
-        if self._last[0] != uid:
-            self._last = (uid, links._encode_uid(uid))
-        return self._last[1]
+        # Read the memo once: with threads sharing this object, a second read could
+        # see another recipient's uid (and put their token in this message).
+        last = self._last
+        if last[0] == uid:
+            return last[1]
+        encoded = links._encode_uid(uid)
+        self._last = (uid, encoded)
+        return encoded
 
     def _token(self, salt: str, value: str) -> str:
         mac = self._macs[salt].copy()
