@@ -59,7 +59,7 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     destination = record_hit(Hit.Kind.CLICK, uid, Visit.from_request(request), tracking_url_id)
     if destination is None:
         raise Http404
-    if destination.action == TrackingUrl.Action.SHOW_MESSAGE:
+    if destination.action == TrackingUrl.Action.SHOW_MESSAGE or not destination.url:
         html = nh3.clean(markdown.markdown(destination.message))
         response = render(request, "tracking/message.html", {"message_html": mark_safe(html)})
     else:
