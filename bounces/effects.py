@@ -103,16 +103,21 @@ def _record(
         item.email_address if item else EmailAddress.objects.filter(address=address).first()
     )
     return BounceEvent.objects.create(
-        source=source,
-        event_key=event_key[:255],
-        address=address[:254],
+        source=_clean(source, 50),
+        event_key=_clean(event_key, 255),
+        address=_clean(address, 254),
         email_address=email_address,
         queue_item=item,
         verdict=verdict.verdict,
-        status=verdict.status[:20],
-        reason=verdict.reason[:100],
-        diagnostic=verdict.diagnostic,
+        status=_clean(verdict.status, 20),
+        reason=_clean(verdict.reason, 100),
+        diagnostic=_clean(verdict.diagnostic, 2000),
     )
+
+
+def _clean(text: str | None, limit: int) -> str:
+    # Bounce text is arbitrary bytes from strangers: PostgreSQL refuses NUL in text.
+    return (text or "").replace("\x00", "")[:limit]
 
 
 def _apply(event: BounceEvent) -> None:

@@ -180,3 +180,16 @@ def test_several_verdicts_on_one_item_apply_the_strongest() -> None:
     apply_report(bounce, source="imap", queue_item=item, event_key="k")
     assert EmailAddress.objects.get(pk=item.email_address_id).invalid
     assert list(logs(item).values_list("bounce_type", flat=True)) == ["hard"]
+
+
+def test_text_from_strangers_is_stored_safely() -> None:
+    item = make_queue_item()
+    verdict = Verdict(
+        item.email_address.address, "hard", "5.1.1\x00", "user\x00unknown", "x" * 9000
+    )
+    apply_report(
+        Report(recipients=[verdict]), source="imap", queue_item=item, event_key="nul\x00key"
+    )
+    event = BounceEvent.objects.get()
+    assert (event.status, event.reason, event.event_key) == ("5.1.1", "userunknown", "nulkey")
+    assert len(event.diagnostic) == 2000

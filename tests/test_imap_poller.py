@@ -288,3 +288,43 @@ def test_admin_lists_unmatched_bounces_and_retries_failed_messages(
         f"/admin/bounces/unmatchedbounce/{UnmatchedBounce.objects.get().pk}/change/",
     ):
         assert admin_client.get(url).status_code == 200, url
+
+
+def test_beat_checks_group_email_accounts_every_minute() -> None:
+    import importlib
+
+    from django.apps import apps
+    from django_celery_beat.models import PeriodicTask
+
+    from config.celery import app
+
+    migration = importlib.import_module("bounces.migrations.0004_poll_beat_schedule")
+    migration.create_schedule(apps, None)  # what migrate did; the test database may be flushed
+    migration.create_schedule(apps, None)
+    task = PeriodicTask.objects.get(name="Check group email accounts")
+    assert (task.interval.every, task.interval.period, task.enabled) == (1, "minutes", True)
+    app.loader.import_default_modules()
+    assert task.task in app.tasks
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_task_polls_on_a_celery_worker(imap_mailbox) -> None:
+    import time
+
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+    from tests.services import require_postgres, require_redis
+
+    require_postgres()  # the worker's threads share the database with the test
+    item = make_queue_item()
+    imap_mailbox.append(postfix_dsn(item))
+    make_account(imap_mailbox)
+    app.conf.update(broker_url=require_redis(), task_always_eager=False)
+    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False):
+        app.send_task("bounces.poll_bounces")  # what beat sends every minute
+        deadline = time.monotonic() + 30
+        while not EmailAddress.objects.get(pk=item.email_address_id).invalid:
+            assert time.monotonic() < deadline, "the worker did not poll the mailbox"
+            time.sleep(0.05)  # waiting for the worker, not for a clock
