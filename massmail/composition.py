@@ -393,7 +393,14 @@ class PreparedMessage:
             (outbound.from_address, outbound.from_name),
             (default_address, default_name),
         ]
-        address, name = next((a, n) for a, n in levels if a)
+        address, name = next(((a, n) for a, n in levels if a), ("", ""))
+        if not address:
+            raise CompositionError(
+                [
+                    "No sender address: set one on the mass email, its group email account, "
+                    "the outbound settings or DEFAULT_FROM_EMAIL."
+                ]
+            )
         self.from_address = address
         self.from_name = mass_email.from_name or name
         self.domain = _domain(address)

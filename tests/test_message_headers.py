@@ -191,3 +191,11 @@ def test_message_id_is_stable_within_a_preparation_and_fresh_across():
     assert django_message.extra_headers["Message-ID"] == f"<{first}>"
     assert prepared.render(other, contexts[other.id]).message_id != first
     assert prepare(mass_email).render(item, contexts[item.id]).message_id != first
+
+
+def test_no_sender_anywhere_is_a_clear_error(settings):
+    from massmail.composition import CompositionError
+
+    settings.DEFAULT_FROM_EMAIL = ""
+    with pytest.raises(CompositionError, match="No sender address"):
+        prepare(make_mass_email(from_address="", from_name=""))
