@@ -328,3 +328,11 @@ def test_the_beat_task_polls_on_a_celery_worker(imap_mailbox) -> None:
         while not EmailAddress.objects.get(pk=item.email_address_id).invalid:
             assert time.monotonic() < deadline, "the worker did not poll the mailbox"
             time.sleep(0.05)  # waiting for the worker, not for a clock
+
+
+def test_tls_against_a_plain_text_server_is_a_clear_error(imap_mailbox) -> None:
+    account = make_account(imap_mailbox, imap_security="tls")
+    imap.poll_account(account)
+    account.refresh_from_db()
+    assert account.last_error.startswith(f"Cannot connect to 127.0.0.1:{imap_mailbox.port}: ")
+    assert "SSL" in account.last_error or "ssl" in account.last_error
