@@ -26,15 +26,19 @@ The database is the queue of record. A tick (Celery beat task, or
    - 5.1.x for the recipient: Failed, and a hard bounce through bounces.effects.
    - other 5xx: Failed with the reply.
 
-Reconciliation rule (crashes). An item still Sending `STALE_AFTER` after its claim (the
-worker died, or lost its database) may or may not have reached the SMTP server. It
-becomes **Delivery unknown** with "interrupted, delivery unknown" and is never resent
-silently: the mass email's queue shows it, and the admin action "Retry" puts chosen
-unknown or failed items back to Pending. A live worker refreshes its claims while it
-works, so only a dead worker's items go stale. The crash window is at most
-`FLUSH_EVERY` messages: those accepted by the server since the last flush of a killed
-worker become unknown, never sent twice. If the server dropped the connection after
-receiving a whole message but before answering it, that item is unknown too.
+Reconciliation rule (crashes). A worker sends its claimed items in (mass email, id)
+order and commits outcomes at least every `FLUSH_EVERY` accepted messages, refreshing its
+claims (`claimed_at`) at least every `HEARTBEAT_EVERY` while it works. Items still
+Sending `STALE_AFTER` (15 min) after their claim belong to a dead worker, and then:
+- its first `FLUSH_EVERY + 1` unrecorded items in sending order may have reached the
+  server: they become **Delivery unknown** ("interrupted, delivery unknown"), never
+  resent silently; the mass email page counts them and the admin action "Retry" on
+  queue items puts chosen unknown or failed items back to Pending;
+- the items after them were never offered to the server: back to Pending, sent later.
+A worker that was only frozen (not dead) checks its claims before going on and stops if
+they were reconciled; if it did send an item now marked unknown, its late record makes
+the item Sent. A connection dropped after the whole message went out but before the
+server answered leaves that one item unknown as well.
 """
 
 from __future__ import annotations
@@ -163,6 +167,9 @@ def _insert_queue_items(mass_email: MassEmail, now: datetime) -> int:
         " ORDER BY type_order, list_order, object_id ON CONFLICT DO NOTHING"
     )
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Both sorts of a million-row build fit in memory instead of spilling to disk.
+            cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(sql, [mass_email.pk, Status.PENDING, False, now, *params])
         return cursor.rowcount
 

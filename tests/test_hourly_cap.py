@@ -67,6 +67,7 @@ def test_concurrent_workers_across_hours_never_exceed_the_cap(smtp_settings, smt
     set_outbound(max_per_hour=cap, max_per_batch=None)
     mass_email = make_queued_mass_email(150)
     start = timezone.now()
+    results = []
 
     def run_workers(count: int) -> None:
         barrier = threading.Barrier(count)
@@ -74,7 +75,7 @@ def test_concurrent_workers_across_hours_never_exceed_the_cap(smtp_settings, smt
         def work() -> None:
             barrier.wait()
             try:
-                tick()
+                results.append(tick())
             finally:
                 connection.close()
 
@@ -93,5 +94,7 @@ def test_concurrent_workers_across_hours_never_exceed_the_cap(smtp_settings, smt
             clock.shift(timedelta(minutes=41))
     assert_cap_held(cap)
     recipients = smtp_sink.recipients()
+    problems = [r for r in results if r.stopped or r.failed or r.unknown or r.retrying]
+    assert not problems, problems
     assert len(recipients) == len(set(recipients)) == 150
     assert mass_email.queue_items.filter(status=Status.SENT).count() == 150
