@@ -83,6 +83,9 @@ def poll_account(account: GroupEmailAccount) -> PollResult:
         result.error = str(error)
     except MAILBOX_ERRORS as error:
         result.error = describe(error, account)
+    except Exception as error:  # a bug or a server quirk: show it, go on with other accounts
+        log.exception("polling %s failed", account)
+        result.error = f"Unexpected error while reading the mailbox: {error!r}"
     finally:
         _record_outcome(account, result)
     return result

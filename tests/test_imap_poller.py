@@ -336,3 +336,27 @@ def test_tls_against_a_plain_text_server_is_a_clear_error(imap_mailbox) -> None:
     account.refresh_from_db()
     assert account.last_error.startswith(f"Cannot connect to 127.0.0.1:{imap_mailbox.port}: ")
     assert "SSL" in account.last_error or "ssl" in account.last_error
+
+
+def test_an_unexpected_failure_is_shown_and_other_accounts_are_still_polled(
+    imap_mailbox, monkeypatch
+) -> None:
+    item = make_queue_item()
+    imap_mailbox.append(postfix_dsn(item))
+    quirky = make_account(imap_mailbox, name="A quirky server")
+    make_account(imap_mailbox, name="B fine server")
+    real_new_uids = imap._new_uids
+
+    def new_uids(client, account):
+        if account.pk == quirky.pk:
+            raise KeyError(b"UIDNEXT")
+        return real_new_uids(client, account)
+
+    monkeypatch.setattr(imap, "_new_uids", new_uids)
+
+    results = imap.poll_all()
+
+    assert [bool(r.error) for r in results] == [True, False]
+    quirky.refresh_from_db()
+    assert quirky.last_error.startswith("Unexpected error") and quirky.poll_lease_until is None
+    assert address_state(item) == (True, False)
