@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ SOFT_BREAK = b"=\r\n"
 HEADER_WIDTH = 78
 # Characters that force a display name into quotes (RFC 5322 specials).
 _SPECIALS = frozenset('()<>[]:;@\\,."')
+_CELL_END = re.compile(r"(</t[dh]\s*>)", re.IGNORECASE)
+_BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 class CompositionError(ValueError):
@@ -311,9 +314,14 @@ def text_from_html(body_html: str) -> str:
     converter.ignore_images = True
     converter.unicode_snob = True
     converter.ignore_emphasis = True
+    # Email layouts are tables: their cells are paragraphs, not data to draw as grids.
+    converter.ignore_tables = True
     converter.wrap_links = False
     converter.body_width = 78
-    return converter.handle(body_html).strip() + "\n"
+    # ...but each cell ends a line, or neighbouring cells run into one word.
+    body_html = _CELL_END.sub(r"<br>\1", body_html)
+    lines = [line.rstrip() for line in converter.handle(body_html).splitlines()]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip() + "\n"
 
 
 # -- the result of rendering --------------------------------------------------------------

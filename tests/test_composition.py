@@ -435,3 +435,20 @@ def test_fields_with_choices_read_as_their_labels():
     mass_email = mass_email_with(body_html="<p>[{Lead.status}]</p>")
     _, _, message = render(mass_email, make_lead(status="in_process"))
     assert "<p>[In Process]</p>" in bodies(message)[1]
+
+
+def test_text_alternative_of_a_layout_table_has_no_grid_and_no_css():
+    mass_email = mass_email_with(
+        body_html=(
+            "<html><head><title>Digest</title><style>p { margin: 0 }</style></head><body>"
+            "<table><tr><td>Hello {Person.firstName}</td><td>Sidebar</td></tr></table>"
+            "</body></html>"
+        ),
+        body_text="",
+    )
+    _, _, message = render(mass_email, make_contact(first_name="Ada"))
+    text = bodies(message)[0]
+
+    assert text.startswith("Hello Ada\nSidebar\n\n")
+    assert "|" not in text and "---" not in text and "margin" not in text
+    assert all(line == line.rstrip() for line in text.splitlines())
