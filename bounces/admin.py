@@ -142,7 +142,7 @@ class GroupEmailAccountAdmin(admin.ModelAdmin):
     def test_connection(self, request: HttpRequest, queryset: QuerySet) -> None:
         for account in queryset:
             try:
-                self.message_user(request, f"{account.name}: {imap.test_connection(account)}")
+                self.message_user(request, f"{account.name}: {imap.check_connection(account)}")
             except imap.MailboxError as error:
                 self.message_user(request, f"{account.name}: {error}", messages.ERROR)
 

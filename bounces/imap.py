@@ -91,7 +91,7 @@ def poll_account(account: GroupEmailAccount) -> PollResult:
     return result
 
 
-def test_connection(account: GroupEmailAccount) -> str:
+def check_connection(account: GroupEmailAccount) -> str:
     """Log in and count the folder's messages; raises MailboxError saying what failed."""
     try:
         with connect(account) as client:

@@ -174,7 +174,7 @@ def test_wrong_password_is_the_accounts_last_error(imap_mailbox) -> None:
     assert account.last_error_at is not None and result.error == account.last_error
     assert account.poll_lease_until is None  # the next tick may try again
     with pytest.raises(imap.MailboxError, match="failed"):
-        imap.test_connection(account)
+        imap.check_connection(account)
 
     account.imap_password = imap_mailbox.password
     account.save()
@@ -196,7 +196,7 @@ def test_unreachable_server_is_reported(imap_mailbox) -> None:
 def test_test_connection_reports_the_message_count(imap_mailbox) -> None:
     imap_mailbox.append(HUMAN_REPLY)
     imap_mailbox.append(HUMAN_REPLY)
-    text = imap.test_connection(make_account(imap_mailbox))
+    text = imap.check_connection(make_account(imap_mailbox))
     assert "holds 2 message(s)" in text
     assert all(SEEN not in f for f in imap_mailbox.messages().values())
 
