@@ -23,7 +23,7 @@ import re
 
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
-from django.conf import settings
+from anymail.utils import get_anymail_setting
 
 from bounces.classify import COMPLAINT, HARD, SOFT, Report, Verdict
 from bounces.effects import apply_report
@@ -73,7 +73,8 @@ def _event_key(event: AnymailTrackingEvent) -> str:
 def _refuse_unauthenticated(esp_name: str) -> None:
     # Anymail only warns when no secret is set; a forged "bounce" could then
     # invalidate any address, so refuse (anymail answers 400).
-    if not (getattr(settings, "ANYMAIL", {}) or {}).get("WEBHOOK_SECRET"):
+    # Read the way anymail reads it (ANYMAIL["WEBHOOK_SECRET"] or ANYMAIL_WEBHOOK_SECRET).
+    if not get_anymail_setting("webhook_secret", default=None):
         raise AnymailWebhookValidationFailure(
             f"{esp_name} webhook refused: set ANYMAIL['WEBHOOK_SECRET'] ('user:pass') "
             "and put those credentials in the provider's webhook URL."
