@@ -431,3 +431,15 @@ def test_unsubscribe_and_dropped_events(client) -> None:
     assert state(unsubscriber) == (False, True, [("opted_out", "")])
     assert state(dropped) == (True, False, [("bounced", "hard")])
     assert BounceEvent.objects.count() == 2
+
+
+def test_system_check_warns_when_an_esp_sends_without_a_webhook_secret() -> None:
+    from bounces.checks import webhook_secret_for_esp
+
+    esp = "anymail.backends.postmark.EmailBackend"
+    with override_settings(EMAIL_BACKEND=esp, ANYMAIL={}):
+        assert [w.id for w in webhook_secret_for_esp()] == ["bounces.W001"]
+    with override_settings(EMAIL_BACKEND=esp, ANYMAIL={"WEBHOOK_SECRET": SECRET}):
+        assert webhook_secret_for_esp() == []
+    with override_settings(EMAIL_BACKEND="massmail.outbox.EmailBackend", ANYMAIL={}):
+        assert webhook_secret_for_esp() == []
