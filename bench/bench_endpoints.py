@@ -183,6 +183,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def database_backends() -> list[int]:
+    """The PostgreSQL backends serving the bench database, except this script's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 class Server:
     """gunicorn with config/gunicorn.py, bound to 127.0.0.1 on a free port."""
 
@@ -220,6 +243,10 @@ class Server:
         self.stop()
         raise RuntimeError("gunicorn did not start; see bench-endpoints-gunicorn.log in /tmp")
 
+    def workers(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -237,15 +264,19 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    web_cpu_ms: float = 0.0  # gunicorn CPU per request
+    db_cpu_ms: float = 0.0  # PostgreSQL backends' CPU per request
+    load_before: float = 0.0  # the machine's 1-minute load average when the run began
     hits_written: int | None = None
 
     def row(self, baseline: Load | None) -> str:
         ratio = f"{self.rps / baseline.rps:6.2f}" if baseline else "      "
         written = "" if self.hits_written is None else f"  hits written {self.hits_written:>7}"
         return (
-            f"{self.name:<28} {self.rps:>9.0f} req/s  p50 {self.p50_ms:>7.2f} ms"
-            f"  p99 {self.p99_ms:>7.2f} ms  errors {self.errors}  ratio {ratio}"
-            f"  requests {self.requests:>7}{written}"
+            f"{self.name:<24} {self.rps:>6.0f} req/s  p50 {self.p50_ms:>6.1f} ms"
+            f"  p99 {self.p99_ms:>6.1f} ms  errors {self.errors}  ratio {ratio}"
+            f"  CPU/req web {self.web_cpu_ms:.2f} ms db {self.db_cpu_ms:.2f} ms"
+            f"  load {self.load_before:4.1f}  requests {self.requests:>6}{written}"
         )
 
 
@@ -277,18 +308,29 @@ def run_wrk(
         str(args.wrk_threads),
         BROWSER_AGENT,
     ]
+    load_before = os.getloadavg()[0]
+    workers, backends = server.workers(), database_backends()
+    web_cpu, db_cpu = _cpu_seconds(workers), _cpu_seconds(backends)
     output = subprocess.run(
         command, capture_output=True, text=True, check=True, timeout=args.duration + 60
     ).stdout
+    time.sleep(1)  # requests in flight when wrk stopped finish
+    # Backends opened during the run count from zero.
+    web_cpu = _cpu_seconds(workers) - web_cpu
+    db_cpu = _cpu_seconds(database_backends()) - db_cpu
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
     return Load(
         name=name,
-        requests=int(re.search(r"(\d+) requests in", output).group(1)),
+        requests=requests,
         rps=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         p50_ms=_ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),
         p99_ms=_ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1)),
         errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
+        web_cpu_ms=web_cpu * 1000 / max(requests, 1),
+        db_cpu_ms=max(db_cpu, 0.0) * 1000 / max(requests, 1),
+        load_before=load_before,
     )
 
 
@@ -297,7 +339,6 @@ def load_with_hits(
 ) -> Load:
     before = Hit.objects.count()
     result = run_wrk(name, server, paths, args, workdir)
-    time.sleep(1)  # requests in flight when wrk stopped finish
     return Load(**{**result.__dict__, "hits_written": Hit.objects.count() - before})
 
 

@@ -24,10 +24,10 @@ import functools
 import ipaddress
 import re
 import uuid
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.http import HttpRequest
@@ -297,16 +297,16 @@ target AS (
 recent AS (
     SELECT h.id, h.kind, h.tracking_url_id
     FROM {hit} h JOIN target ON h.queue_item_id = target.id
-    WHERE h.at >= %(burst_start)s::timestamptz
+    WHERE h.at >= %(at)s::timestamptz - make_interval(secs => {burst_seconds})
 ),
 verdict AS (
     SELECT
-        CASE WHEN %(kind)s::text = 'trap' OR seen.trap THEN %(r_trap_burst)s::text
+        CASE WHEN %(kind)s::text = 'trap' OR seen.trap THEN '{r_trap_burst}'
              WHEN seen.other_links + (target.url_id IS NOT NULL)::int >= 2
-                 THEN %(r_links_burst)s::text
+                 THEN '{r_links_burst}'
              ELSE '' END AS burst,
         target.sent_at IS NOT NULL
-            AND %(at)s::timestamptz < target.sent_at + make_interval(secs => %(prompt)s::int)
+            AND %(at)s::timestamptz < target.sent_at + make_interval(secs => {prompt_seconds})
             AS prompt
     FROM target, LATERAL (
         SELECT COALESCE(bool_or(kind = 'trap'), false) AS trap,
@@ -318,10 +318,10 @@ verdict AS (
 ),
 reason AS (
     SELECT burst,
-           CASE WHEN %(kind)s::text = 'trap' THEN %(r_trap)s::text
+           CASE WHEN %(kind)s::text = 'trap' THEN '{r_trap}'
                 WHEN %(agent_reason)s::text <> '' THEN %(agent_reason)s::text
                 WHEN burst <> '' THEN burst
-                WHEN prompt THEN %(r_prompt)s::text ELSE '' END AS text
+                WHEN prompt THEN '{r_prompt}' ELSE '' END AS text
     FROM verdict
 ),
 new_hit AS (
@@ -359,8 +359,21 @@ SELECT target.url, target.action, target.message, s.commit_mode FROM target, s
 """
 
 
+def _literal(text: str) -> str:
+    """A constant of this module, put into the statement as an SQL string's contents."""
+    if not re.fullmatch(r"[A-Za-z ]+", text):
+        raise ValueError(f"unexpected characters in {text!r}")
+    return text
+
+
 @functools.cache
 def _hit_sql() -> str:
+    reasons = {
+        "r_trap": REASON_TRAP,
+        "r_trap_burst": REASON_TRAP_BURST,
+        "r_links_burst": REASON_LINKS_BURST,
+        "r_prompt": REASON_PROMPT,
+    }
     return _HIT_SQL.format(
         settings=OutboundSettings._meta.db_table,
         item=QueueItem._meta.db_table,
@@ -369,6 +382,9 @@ def _hit_sql() -> str:
         url=TrackingUrl._meta.db_table,
         hit=Hit._meta.db_table,
         log=CampaignLogRecord._meta.db_table,
+        burst_seconds=int(BURST_SECONDS),
+        prompt_seconds=int(PROMPT_SECONDS),
+        **{name: _literal(text) for name, text in reasons.items()},
     )
 
 
@@ -383,17 +399,11 @@ def _record_postgresql(
         "uid": uid,
         "url_id": tracking_url_id,
         "at": visit.at,
-        "burst_start": visit.at - timedelta(seconds=BURST_SECONDS),
-        "prompt": PROMPT_SECONDS,
         "method": visit.method[:10],
         "user_agent": visit.user_agent,
         "ip": visit.ip,
         "ip_short": truncate_ip(visit.ip),
         "agent_reason": visit.agent_reason,
-        "r_trap": REASON_TRAP,
-        "r_trap_burst": REASON_TRAP_BURST,
-        "r_links_burst": REASON_LINKS_BURST,
-        "r_prompt": REASON_PROMPT,
     }
     row = _execute_prepared(params)
     if row is None:
@@ -402,45 +412,20 @@ def _record_postgresql(
     return Destination(url or "", action or "", message or "")
 
 
-PREPARED_NAME = "massmail_record_hit"
-# Raw connections this statement is prepared on (a reconnect makes a new one).
-_prepared_on: weakref.WeakSet = weakref.WeakSet()
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s::(\w+)")
-
-
-@functools.cache
-def _positional() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """The statement with $n parameters, the parameter names in order, their types."""
-    names: list[str] = []
-    types: dict[str, str] = {}
-
-    def number(match: re.Match) -> str:
-        name, sql_type = match.groups()
-        if types.setdefault(name, sql_type) != sql_type:
-            raise ValueError(f"{name} is cast to two types in the hit statement")
-        if name not in names:
-            names.append(name)
-        return f"${names.index(name) + 1}"
-
-    sql = _PLACEHOLDER.sub(number, _hit_sql())
-    if "%(" in sql:
-        raise ValueError("every parameter of the hit statement needs a ::type cast")
-    return sql, tuple(names), tuple(types[name] for name in names)
-
-
 def _execute_prepared(params: dict) -> tuple | None:
-    """Run the statement as a prepared statement on Django's persistent connection.
+    """Run the statement, prepared, on Django's persistent connection, in one round trip.
 
-    Planning this statement costs more than executing it. Prepared once per
+    Planning this statement costs more than executing it: prepared once per
     connection, PostgreSQL plans it a few times and then reuses a generic plan.
-    Django turns psycopg's automatic preparation off (for connection poolers),
-    so this uses SQL PREPARE/EXECUTE; behind a transaction-pooling PgBouncer set
-    MASSMAIL_HITS_PREPARED = False.
+    Django's own cursors bind parameters client-side and never prepare, so this
+    uses a server-side binding psycopg cursor on the same connection (binary
+    parameters, protocol-level prepared statement: PgBouncer >= 1.21 supports
+    them with max_prepared_statements; or set MASSMAIL_HITS_PREPARED = False).
 
-    One round trip: Django's per-request health check (a SELECT 1 when
-    CONN_HEALTH_CHECKS is on) is skipped for this statement; instead a
-    connection found dead is replaced and the statement tried once more. A
-    failed statement committed nothing, so the retry cannot log twice.
+    Django's per-request health check (a SELECT 1 when CONN_HEALTH_CHECKS is on)
+    is skipped for this statement; a connection found dead is replaced and the
+    statement tried once more. A failed statement committed nothing, so the
+    retry cannot log twice.
     """
     if connection.connection is not None and not connection.in_atomic_block:
         connection.health_check_done = True
@@ -453,16 +438,17 @@ def _execute_prepared(params: dict) -> tuple | None:
         return _execute_once(params)
 
 
+# psycopg prepares a statement automatically once it ran this many times; Django
+# turns that off (None). Only statements asked for with prepare=True are wanted.
+_ONLY_WHEN_ASKED = 2**31 - 1
+
+
 def _execute_once(params: dict) -> tuple | None:
-    sql, names, types = _positional()
-    values = [params[name] for name in names]
-    with connection.cursor() as cursor:
-        if not getattr(settings, "MASSMAIL_HITS_PREPARED", True):
-            cursor.execute(_hit_sql(), params)
-        else:
-            if cursor.connection not in _prepared_on:
-                cursor.execute(f"PREPARE {PREPARED_NAME} ({', '.join(types)}) AS {sql}")
-                _prepared_on.add(cursor.connection)
-            placeholders = ", ".join(["%s"] * len(values))
-            cursor.execute(f"EXECUTE {PREPARED_NAME} ({placeholders})", values)
+    prepare = bool(getattr(settings, "MASSMAIL_HITS_PREPARED", True))
+    connection.ensure_connection()
+    raw = connection.connection
+    if prepare and raw.prepare_threshold is None:
+        raw.prepare_threshold = _ONLY_WHEN_ASKED
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        cursor.execute(_hit_sql(), params, prepare=prepare)
         return cursor.fetchone()
