@@ -360,3 +360,17 @@ def test_an_unexpected_failure_is_shown_and_other_accounts_are_still_polled(
     quirky.refresh_from_db()
     assert quirky.last_error.startswith("Unexpected error") and quirky.poll_lease_until is None
     assert address_state(item) == (True, False)
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_tls_and_starttls_verify_the_servers_certificate(
+    imap_mailbox, dovecot_server, monkeypatch, security: str
+) -> None:
+    port = dovecot_server.tls_port if security == "tls" else dovecot_server.port
+    account = make_account(imap_mailbox, imap_security=security, imap_port=port)
+
+    with pytest.raises(imap.MailboxError, match="CERTIFICATE_VERIFY_FAILED"):
+        imap.check_connection(account)  # a certificate nobody vouches for
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot_server.ca_file))  # now the CA is trusted
+    assert "holds 0 message(s)" in imap.check_connection(account)
