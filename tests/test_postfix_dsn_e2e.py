@@ -21,8 +21,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 BOUNCE_ADDRESS = "bounces@example.test"
 
 
-def newsletter(item, sender: str) -> bytes:
+def newsletter(item, sender: str, *, queue_header: bool = False) -> bytes:
     message = EmailMessage()
+    if queue_header:
+        message["X-Queue-Item-Id"] = str(item.uid)
     message["From"] = "Example News <news@example.test>"
     message["To"] = item.email_address.address
     message["Subject"] = "Our November newsletter"
@@ -45,16 +47,22 @@ def test_rejected_recipient_comes_back_as_a_dsn_and_marks_the_address_invalid(
         imap_password=imap_mailbox.password,
     )
     dead = make_queue_item(make_contact(email="nouser.reader@remote.example"))
+    dead_no_verp = make_queue_item(make_contact(email="nouser.other@remote.example"))
     alive = make_queue_item(make_contact(email="reader@remote.example"))
     already = len(postfix_mta.sink.delivered)
 
-    for item in (dead, alive):
-        sender = verp_address(BOUNCE_ADDRESS, item.uid)  # no X-Queue-Item-Id: VERP only
+    sends = [
+        (dead, verp_address(BOUNCE_ADDRESS, dead.uid), False),  # found by VERP only
+        (dead_no_verp, BOUNCE_ADDRESS, True),  # found by the returned X-Queue-Item-Id only
+        (alive, verp_address(BOUNCE_ADDRESS, alive.uid), False),
+    ]
+    for item, sender, header in sends:
         with smtplib.SMTP(postfix_mta.host, postfix_mta.port, timeout=30) as smtp:
-            smtp.sendmail(sender, [item.email_address.address], newsletter(item, sender))
+            message = newsletter(item, sender, queue_header=header)
+            smtp.sendmail(sender, [item.email_address.address], message)
 
-    arrived = postfix_mta.sink.wait_for(lambda: len(postfix_mta.sink.delivered) > already)
-    assert arrived, f"no DSN reached the bounce mailbox; Postfix log:\n{postfix_mta.log()}"
+    arrived = postfix_mta.sink.wait_for(lambda: len(postfix_mta.sink.delivered) >= already + 2)
+    assert arrived, f"the DSNs did not reach the bounce mailbox; Postfix log:\n{postfix_mta.log()}"
     dsn = postfix_mta.sink.delivered[-1]
     assert b"message/delivery-status" in dsn and b"5.1.1" in dsn
     assert postfix_mta.sink.wait_for(
@@ -63,9 +71,11 @@ def test_rejected_recipient_comes_back_as_a_dsn_and_marks_the_address_invalid(
 
     call_command("poll_bounces")
 
-    assert "1 bounce(s)" in capsys.readouterr().out
+    assert "2 bounce(s)" in capsys.readouterr().out
     assert EmailAddress.objects.get(pk=dead.email_address_id).invalid
+    assert EmailAddress.objects.get(pk=dead_no_verp.email_address_id).invalid
     assert not EmailAddress.objects.get(pk=alive.email_address_id).invalid
-    record = CampaignLogRecord.objects.get(queue_item=dead)
-    assert (record.action, record.bounce_type) == ("bounced", "hard")
-    assert ProcessedMessage.objects.get().outcome == "bounce"
+    for item in (dead, dead_no_verp):
+        record = CampaignLogRecord.objects.get(queue_item=item)
+        assert (record.action, record.bounce_type) == ("bounced", "hard")
+    assert set(ProcessedMessage.objects.values_list("outcome", flat=True)) == {"bounce"}
