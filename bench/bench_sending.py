@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing
 import os
 import resource
@@ -217,6 +218,9 @@ def bench_raw(rendered) -> tuple[float, int]:
 def bench_post_office(rendered) -> tuple[float, int]:
     from post_office import mail
     from post_office.models import STATUS, Email
+
+    logging.getLogger("post_office").handlers.clear()  # it logs every batch at INFO
+    logging.getLogger("post_office").setLevel(logging.WARNING)
 
     mail.send_many(
         [

@@ -31,7 +31,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 Counter.messages += 1
                 writer.write(b"250 2.0.0 Ok: queued\r\n")
             elif verb == b"EHLO":
-                writer.write(b"250-fast-sink\r\n250-8BITMIME\r\n250 SIZE 104857600\r\n")
+                writer.write(
+                    b"250-fast-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 104857600\r\n"
+                )
             elif verb == b"QUIT":
                 writer.write(b"221 2.0.0 Bye\r\n")
                 break

@@ -141,16 +141,10 @@ class SmtpTransport:
     def _transaction(
         self, smtp: smtplib.SMTP, mail_from: str, rcpt_to: list[str], raw: bytes
     ) -> None:
-        code, reply = smtp.mail(mail_from)
-        if code != 250:
-            raise error_for_reply(code, reply, stage="MAIL FROM")
-        for address in rcpt_to:
-            code, reply = smtp.rcpt(address)
-            if code not in (250, 251):
-                raise error_for_reply(code, reply, stage="RCPT")
-        code, reply = smtp.docmd("DATA")
-        if code != 354:
-            raise error_for_reply(code, reply, stage="DATA")
+        if smtp.has_extn("pipelining"):
+            self._envelope_pipelined(smtp, mail_from, rcpt_to)
+        else:
+            self._envelope(smtp, mail_from, rcpt_to)
         payload = _LEADING_DOT.sub(b"..", raw)
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
@@ -167,6 +161,44 @@ class SmtpTransport:
             ) from error
         if code != 250:
             raise error_for_reply(code, reply, stage="end of DATA")
+
+    def _envelope(self, smtp: smtplib.SMTP, mail_from: str, rcpt_to: list[str]) -> None:
+        # Addresses were validated long before: skip smtplib's per-call address parsing,
+        # which cost more CPU than the rest of a message's SMTP dialogue.
+        code, reply = smtp.docmd("MAIL", f"FROM:<{mail_from}>")
+        if code != 250:
+            raise error_for_reply(code, reply, stage="MAIL FROM")
+        for address in rcpt_to:
+            code, reply = smtp.docmd("RCPT", f"TO:<{address}>")
+            if code not in (250, 251):
+                raise error_for_reply(code, reply, stage="RCPT")
+        code, reply = smtp.docmd("DATA")
+        if code != 354:
+            raise error_for_reply(code, reply, stage="DATA")
+
+    def _envelope_pipelined(self, smtp: smtplib.SMTP, mail_from: str, rcpt_to: list[str]) -> None:
+        """RFC 2920: MAIL, RCPT and DATA in one write, then their replies: one round trip
+        instead of three per message (what Postfix's client does too)."""
+        commands = [f"MAIL FROM:<{mail_from}>", *(f"RCPT TO:<{a}>" for a in rcpt_to), "DATA"]
+        smtp.send("".join(f"{command}\r\n" for command in commands))
+        replies = [smtp.getreply() for _ in commands]
+        stages = ["MAIL FROM", *(["RCPT"] * len(rcpt_to)), "DATA"]
+        expected = [(250,), *([(250, 251)] * len(rcpt_to)), (354,)]
+        failure = next(
+            (
+                error_for_reply(code, reply, stage=stage)
+                for (code, reply), stage, ok in zip(replies, stages, expected, strict=True)
+                if code not in ok
+            ),
+            None,
+        )
+        if failure is None:
+            return
+        if replies[-1][0] == 354:
+            # The server wants a message although the envelope failed: end it empty.
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        raise failure
 
     def _connect(self) -> smtplib.SMTP:
         server = self.server

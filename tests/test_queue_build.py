@@ -30,9 +30,9 @@ pytestmark = pytest.mark.django_db
 
 
 def queued(mass_email: MassEmail) -> list[tuple[str, str]]:
-    """(model name, address) of every queue item, in sending order."""
-    items = mass_email.queue_items.select_related("email_address", "content_type").order_by("id")
-    return [(item.content_type.model, item.email_address.address) for item in items]
+    """(model name, address) of every queue item, by address."""
+    items = mass_email.queue_items.select_related("email_address", "content_type")
+    return sorted((item.content_type.model, item.email_address.address) for item in items)
 
 
 def build(*records, campaign_type=Campaign.Type.NEWSLETTER, excluding=(), **list_kwargs):
@@ -45,7 +45,7 @@ def build(*records, campaign_type=Campaign.Type.NEWSLETTER, excluding=(), **list
     return mass_email
 
 
-def test_one_item_per_member_in_type_order():
+def test_one_item_per_member_of_every_target_type():
     lead = make_lead("lead@example.com")
     contact = make_contact("contact@example.com")
     account = make_account("account@example.com")
@@ -63,9 +63,14 @@ def test_one_item_per_member_in_type_order():
 
 def test_custom_types_come_after_users():
     volunteer = Volunteer.objects.create(last_name="Helper")
-    volunteer.set_email_addresses("volunteer@example.com")
-    mass_email = build(volunteer, make_user("user@example.com"))
-    assert [model for model, _ in queued(mass_email)] == ["user", "volunteer"]
+    volunteer.set_email_addresses("shared@example.com")
+    alone = Volunteer.objects.create(last_name="Alone")
+    alone.set_email_addresses("alone@example.com")
+    mass_email = build(volunteer, alone, make_user("shared@example.com"))
+    assert queued(mass_email) == [
+        ("user", "shared@example.com"),
+        ("volunteer", "alone@example.com"),
+    ]
 
 
 def test_first_record_by_type_order_wins_a_shared_address():

@@ -19,12 +19,19 @@ pytestmark = pytest.mark.django_db
 Status = QueueItem.Status
 
 
+@pytest.fixture(params=[False, True], ids=["one-command-at-a-time", "pipelined"])
+def pipelining(request, smtp_sink) -> bool:
+    """Run a test against a server without and with RFC 2920 PIPELINING."""
+    smtp_sink.pipelining = request.param
+    return request.param
+
+
 def statuses(mass_email: MassEmail) -> dict[str, str]:
     return dict(mass_email.queue_items.values_list("email_address__address", "status"))
 
 
 def test_a_recipient_rejected_with_5_1_1_fails_and_is_a_hard_bounce(
-    smtp_settings, smtp_sink, outbound_unlimited
+    pipelining, smtp_settings, smtp_sink, outbound_unlimited
 ):
     mass_email = make_queued_mass_email(addresses=["a@example.com", "nouser@example.com"])
     result = tick()
@@ -42,7 +49,7 @@ def test_a_recipient_rejected_with_5_1_1_fails_and_is_a_hard_bounce(
 
 
 def test_other_5xx_replies_fail_the_item_without_a_bounce(
-    smtp_settings, smtp_sink, outbound_unlimited
+    pipelining, smtp_settings, smtp_sink, outbound_unlimited
 ):
     mass_email = make_queued_mass_email(addresses=["a@example.com", "b@example.com"])
     smtp_sink.fail_next(1, "554 5.7.1 Message rejected as spam")
@@ -55,7 +62,7 @@ def test_other_5xx_replies_fail_the_item_without_a_bounce(
 
 
 def test_throttling_stops_the_portion_without_burning_attempts(
-    smtp_settings, smtp_sink, outbound_unlimited
+    pipelining, smtp_settings, smtp_sink, outbound_unlimited
 ):
     mass_email = make_queued_mass_email(6)
     smtp_sink.fail_next(1, "451 4.7.1 Try again later")

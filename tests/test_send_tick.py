@@ -105,3 +105,53 @@ def test_two_workers_ticking_at_once_send_each_item_once(smtp_settings, smtp_sin
     assert len(recipients) == len(set(recipients)) == 150 == sum(r.sent for r in results)
     assert mass_email.queue_items.filter(status=QueueItem.Status.SENT).count() == 150
     assert mass_email.queue_items.filter(status=QueueItem.Status.PENDING).count() == 50
+
+
+def test_the_group_accounts_smtp_is_used_when_marked_for_mass_email(
+    settings, smtp_sink, outbound_unlimited
+):
+    from bounces.models import GroupEmailAccount
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    account = GroupEmailAccount.objects.create(
+        name="Bounces",
+        email_address="bounces@example.com",
+        handles_bounces=False,
+        use_smtp_for_mass_email=True,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_sink.port,
+        smtp_security="none",
+    )
+    make_queued_mass_email(2, group_email_account=account)
+    assert tick().sent == 2
+    assert len(smtp_sink.received) == 2
+
+
+def test_an_esp_backend_gets_the_queue_item_in_the_metadata(settings, outbound_unlimited):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    mass_email = make_queued_mass_email(2)
+    assert tick().sent == 2
+    uids = {str(uid) for uid in mass_email.queue_items.values_list("uid", flat=True)}
+    assert {message.metadata["queue_item_id"] for message in mail.outbox} == uids
+    assert all(message.anymail_test_params for message in mail.outbox)
+
+
+def test_the_file_outbox_gets_the_composed_bytes(settings, tmp_path, outbound_unlimited):
+    settings.EMAIL_BACKEND = "massmail.outbox.EmailBackend"
+    settings.EMAIL_OUTBOX_DIR = tmp_path
+    mass_email = make_queued_mass_email(2)
+    assert tick().sent == 2
+    written = sorted(path.read_bytes() for path in tmp_path.glob("*.eml"))
+    assert len(written) == 2
+    uids = sorted(str(uid) for uid in mass_email.queue_items.values_list("uid", flat=True))
+    assert (
+        sorted(
+            line.split(b": ")[1].decode()
+            for raw in written
+            for line in raw.split(b"\r\n")
+            if line.startswith(b"X-Queue-Item-Id")
+        )
+        == uids
+    )
