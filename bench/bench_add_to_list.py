@@ -139,7 +139,11 @@ def main() -> None:
     loop_seconds = time_orm_loop(args.sample)
 
     loop_rate = args.sample / loop_seconds
-    print(f"machine: {os.cpu_count()} cores, PostgreSQL {connection.pg_version // 10000}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"machine: {os.cpu_count()} cores, PostgreSQL {connection.pg_version // 10000},"
+        f" load average {load} (other work on the machine slows every figure alike)"
+    )
     print(f"selected contacts: {n:,} (filtered out: {n // 10:,})")
     print(
         f"admin action, select all {n:,}:    {admin_seconds:6.2f} s  {n / admin_seconds:>9,.0f}/s"

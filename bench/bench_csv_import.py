@@ -128,7 +128,11 @@ def main() -> None:
 
     n = args.rows
     naive_rate = args.sample / naive_seconds
-    print(f"machine: {os.cpu_count()} cores, PostgreSQL {connection.pg_version // 10000}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"machine: {os.cpu_count()} cores, PostgreSQL {connection.pg_version // 10000},"
+        f" load average {load} (other work on the machine slows every figure alike)"
+    )
     print(f"import_targets, {n:,} rows:  {first_seconds:6.2f} s  {n / first_seconds:>8,.0f} rows/s")
     print(f"  {first_summary}")
     print(f"re-import of the same file:  {again_seconds:6.2f} s  {n / again_seconds:>8,.0f} rows/s")
