@@ -26,6 +26,8 @@ def test_change_page_counts_members_by_type_with_links(admin_client):
     assert f"?target_list__id__exact={target_list.pk}&amp;type={contact_type}" in body
     assert "<td>3</td><td>1</td>" in body.replace("\n", "")  # contacts: 3, one opted out
     assert "Export CSV" in body and "Import CSV" in body
+    assert 'name="action" value="duplicate"' in body
+    assert f'name="_selected_action" value="{target_list.pk}"' in body
 
 
 def test_member_list_shows_names_addresses_and_filters_by_type(admin_client):
