@@ -54,9 +54,10 @@ PORTION = 500
 
 
 def template_html(tracking_ids: list[int], ascii_only: bool) -> str:
-    """About 20 KB of newsletter HTML with a dozen placeholders."""
+    """About 20 KB of newsletter HTML with a dozen placeholders, lines under 998
+    characters (else Django quoted-printable-encodes it in pure Python)."""
     links = "".join(
-        f'<p><a href="{{trackingUrl:{pk}}}" style="color:#0645ad">Read story {pk}</a></p>'
+        f'<p><a href="{{trackingUrl:{pk}}}" style="color:#0645ad">Read story {pk}</a></p>\n'
         for pk in tracking_ids
     )
     paragraph = (
@@ -69,7 +70,7 @@ def template_html(tracking_ids: list[int], ascii_only: bool) -> str:
         paragraph = paragraph.replace("Zürich café", "Zurich cafe")
     head = (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><style>a{color:#0645ad}'
-        '</style></head><body><table width="600"><tr><td>'
+        '</style></head>\n<body><table width="600"><tr><td>\n'
         "<h1>Hello {Person.firstName}!</h1><p>Dear {Person.name} of {Contact.account.name},"
         " this is your digest for {today}.</p>\n"
     )
