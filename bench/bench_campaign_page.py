@@ -234,7 +234,8 @@ def main() -> None:
         f" loop / whole page: {loop_time / page_median:.1f}x"
     )
     print(f"retargeting: {list_from_log(campaign)}")
-    print(f"machine: {os.cpu_count()} cores")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"machine: {os.cpu_count()} cores; load average {load} (shared with other work)")
 
 
 def list_from_log(campaign: Campaign) -> str:

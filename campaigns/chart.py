@@ -65,6 +65,8 @@ def activity_chart(series: Series) -> Chart | None:
     fmt = "%Y-%m-%d %H:00" if series.unit == "hour" else "%Y-%m-%d"
     lines = []
     for key, values in series.counts.items():
+        # A single bucket is a level line across the plot, not an invisible point.
+        ends = [(x(0) - plot_width / 2, y(values[0])), (x(0) + plot_width / 2, y(values[0]))]
         dots = [
             Dot(x(i), y(v), f"{series.buckets[i]:{fmt}}: {v} {LABELS[key].lower()}")
             for i, v in enumerate(values)
@@ -74,13 +76,14 @@ def activity_chart(series: Series) -> Chart | None:
                 key=key,
                 label=LABELS[key],
                 colour=COLOURS[key],
-                points=" ".join(f"{dot.x},{dot.y}" for dot in dots),
+                points=" ".join(
+                    f"{px},{py}" for px, py in (ends if count == 1 else [(d.x, d.y) for d in dots])
+                ),
                 dots=dots if count <= MAX_DOTS else [],
                 total=sum(values),
             )
         )
-    ends = {0, count - 1}
-    x_labels = [(x(i), f"{series.buckets[i]:{fmt}}") for i in sorted(ends)]
+    x_labels = [(x(i), f"{series.buckets[i]:{fmt}}") for i in sorted({0, count - 1})]
     return Chart(
         WIDTH,
         HEIGHT,

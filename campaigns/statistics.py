@@ -25,6 +25,7 @@ Bounce = CampaignLogRecord.Bounce
 # A campaign whose activity spans up to this long is charted per hour, else per day.
 HOURLY_SPAN = timedelta(days=3)
 SERIES_ACTIONS = (Action.SENT, Action.OPENED, Action.CLICKED)
+PEOPLE_FIGURES = ("opened", "clicked")
 
 
 def percent_of(count: int, sent: int) -> Decimal:
@@ -45,6 +46,11 @@ class Figure:
     # Distinct queue items with a hit classified as a person's (None: not measured).
     by_people: int | None = None
     by_people_percent: Decimal | None = None
+
+    @property
+    def counts_people(self) -> bool:
+        """Opens and clicks are the figures the raw hits can tell people from machines in."""
+        return self.key in PEOPLE_FIGURES
 
 
 @dataclass

@@ -197,3 +197,22 @@ def test_opens_and_clicks_by_people_exclude_machine_hits(sent_campaign):
     links = {link.name: link for link in link_clicks(campaign)}
     assert (links["A"].hits, links["A"].clicked_by_people) == (3, 1)
     assert (links["B"].hits, links["B"].clicked_by_people) == (1, 1)
+
+
+def test_chart_geometry():
+    from campaigns.chart import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, activity_chart
+    from campaigns.statistics import Series
+
+    hours = [datetime(2026, 3, 2, h, tzinfo=UTC) for h in (10, 11, 12)]
+    chart = activity_chart(
+        Series("hour", hours, {"sent": [4, 2, 0], "opened": [0, 1, 0], "clicked": [0, 0, 0]})
+    )
+    sent = next(line for line in chart.lines if line.key == "sent")
+    assert chart.y_max == 4 and sent.total == 6
+    middle = ((LEFT + WIDTH - RIGHT) / 2, (TOP + HEIGHT - BOTTOM) / 2)
+    expected = [(LEFT, TOP), middle, (WIDTH - RIGHT, HEIGHT - BOTTOM)]  # 4 at top, 0 at bottom
+    assert [tuple(map(float, p.split(","))) for p in sent.points.split()] == expected
+    assert [label for _, label in chart.x_labels] == ["2026-03-02 10:00", "2026-03-02 12:00"]
+    single = activity_chart(Series("day", hours[:1], {"sent": [3], "opened": [1], "clicked": [0]}))
+    assert all(len(line.points.split()) == 2 for line in single.lines)  # a visible level line
+    assert activity_chart(Series("hour", [], {"sent": [], "opened": [], "clicked": []})) is None
