@@ -154,21 +154,22 @@ def one_hop_fields(model: type[models.Model]) -> list[str]:
 
 # -- global values --------------------------------------------------------------------
 
-_clock: tuple[int, dict[str, str]] = (-1, {})
+_clock: tuple[tuple[int, str], dict[str, str]] = ((-1, ""), {})
 
 
 def clock_values() -> dict[str, str]:
     """today/now/currentYear in TIME_ZONE, computed at most once a second."""
     global _clock
-    second, cached = _clock
-    if second != int(time.time()):
+    key = (int(time.time()), settings.TIME_ZONE)
+    cached_key, cached = _clock
+    if cached_key != key:
         now = timezone.localtime()
         cached = {
             "today": now.strftime("%Y-%m-%d"),
             "now": now.strftime("%Y-%m-%d %H:%M"),
             "currentYear": str(now.year),
         }
-        _clock = (int(time.time()), cached)
+        _clock = (key, cached)
     return cached
 
 
