@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass
+from functools import reduce
+from operator import or_
 
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import FieldDoesNotExist, ValidationError
@@ -73,6 +75,8 @@ def condition_q(model: type[models.Model], field: str, operator: str, value: str
         values = [_typed(model_field, v.strip()) for v in value.split(",") if v.strip()]
         if not values:
             raise ValidationError("Give the values separated by commas.")
+        if text:  # like equals, ignore case
+            return reduce(or_, (Q(**{f"{field}__iexact": v}) for v in values))
         return Q(**{f"{field}__in": values})
     raise ValidationError(f"Unknown operator {operator!r}.")
 
