@@ -75,6 +75,8 @@ HEADER_WIDTH = 78
 _SPECIALS = frozenset('()<>[]:;@\\,."')
 _CELL_END = re.compile(r"(</t[dh]\s*>)", re.IGNORECASE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
+# {optOutLink} as an attribute value would put an <a> element inside an attribute.
+_LINK_IN_ATTRIBUTE = re.compile(r"=\s*[\"']?\{optOutLink\}")
 
 
 class CompositionError(ValueError):
@@ -95,7 +97,10 @@ def validate_template(template: EmailTemplate, campaign: Campaign | None = None)
     it must exist at all.
     """
     bodies = [template.body_html or "", template.body_text or ""]
-    return template_errors(template.subject or "", bodies, _resolver(bodies, campaign))
+    errors = template_errors(template.subject or "", bodies, _resolver(bodies, campaign))
+    if _LINK_IN_ATTRIBUTE.search(bodies[0]):
+        errors.append('{optOutLink} is a whole link; inside href="..." use {optOutUrl}.')
+    return errors
 
 
 def validate_mass_email(mass_email: MassEmail) -> list[str]:

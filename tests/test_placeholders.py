@@ -143,3 +143,11 @@ def test_split_leaves_css_and_json_alone():
 )
 def test_camel_case_names_map_to_fields(camel, field):
     assert snake(camel) == field
+
+
+def test_opt_out_link_inside_an_attribute_is_an_error():
+    template = make_template(body_html='<a href="{optOutLink}">Leave</a>')
+    assert validate_template(template) == [
+        '{optOutLink} is a whole link; inside href="..." use {optOutUrl}.'
+    ]
+    assert validate_template(make_template(body_html='<a href="{optOutUrl}">Leave</a>')) == []
