@@ -27,10 +27,13 @@ The database is the queue of record. A tick (Celery beat task, or
    - other 5xx: Failed with the reply.
 
 Reconciliation rule (crashes). A worker sends its claimed items in (mass email, id)
-order and commits outcomes at least every `FLUSH_EVERY` accepted messages, refreshing its
-claims (`claimed_at`) at least every `HEARTBEAT_EVERY` while it works. Items still
-Sending `STALE_AFTER` (15 min) after their claim belong to a dead worker, and then:
-- its first `FLUSH_EVERY + 1` unrecorded items in sending order may have reached the
+order. Accepted messages are recorded in batches of `FLUSH_EVERY`, committed by a
+thread of the worker while the next batch goes out (PostgreSQL; the next commit waits
+for the previous one), so at most `UNRECORDED_WINDOW` = 2 x 25 + 1 accepted messages are
+unrecorded at any time. The worker refreshes its claims (`claimed_at`) at least every
+`HEARTBEAT_EVERY` while it works. Items still Sending `STALE_AFTER` (15 min) after their
+claim belong to a dead worker, and then:
+- its first `UNRECORDED_WINDOW` unrecorded items in sending order may have reached the
   server: they become **Delivery unknown** ("interrupted, delivery unknown"), never
   resent silently; the mass email page counts them and the admin action "Retry" on
   queue items puts chosen unknown or failed items back to Pending;
@@ -49,6 +52,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,8 +75,11 @@ STALE_AFTER = timedelta(minutes=15)
 HEARTBEAT_EVERY = timedelta(minutes=1)
 RETRY_BACKOFF = timedelta(minutes=5)
 CAP_WINDOW = timedelta(minutes=60)
-CLAIM_CHUNK = 500  # items claimed at once; bounds a worker's memory, not the portion
-FLUSH_EVERY = 25  # messages between outcome commits: the crash window
+CLAIM_CHUNK = 1000  # items claimed at once; bounds a worker's memory, not the portion
+FLUSH_EVERY = 25  # accepted messages per outcome commit
+# Accepted messages whose outcome may be uncommitted when a worker dies: the batch being
+# committed in the background, the batch being filled, and the message in hand.
+UNRECORDED_WINDOW = 2 * FLUSH_EVERY + 1
 DEFAULT_TICK_MINUTES = 10
 INTERRUPTED = "interrupted, delivery unknown"
 
@@ -306,17 +313,13 @@ def claim_portion(
         active = MassEmail.objects.filter(status=MassEmail.Status.IN_PROCESS).exclude(
             pk__in=list(exclude)
         )
-        ids = list(
-            QueueItem.objects.filter(
-                status=Status.PENDING,
-                is_test=False,
-                mass_email_id__in=list(active.values_list("pk", flat=True)),
-            )
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .order_by("mass_email_id", "id")
-            .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[:budget]
-        )
+        ids: list[int] = []
+        # One mass email at a time: `mass_email_id = x ORDER BY id` walks the partial
+        # index of pending items in order, where an IN list would sort all of them.
+        for mass_email_id in active.order_by("pk").values_list("pk", flat=True):
+            ids += _due_pending(mass_email_id, now, budget - len(ids))
+            if len(ids) >= budget:
+                break
         if not ids:
             return []
         QueueItem.objects.filter(pk__in=ids).update(
@@ -325,11 +328,40 @@ def claim_portion(
     return _claimed_items(ids)
 
 
+def _due_pending(mass_email_id: int, now: datetime, limit: int) -> list[int]:
+    return list(
+        QueueItem.objects.filter(status=Status.PENDING, is_test=False, mass_email_id=mass_email_id)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("id")
+        .select_for_update(skip_locked=True)
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+# What sending and composition read of a claimed item: loading only these halves the
+# cost of a claim (no per-row parsing of dates and texts nobody reads).
+_SENDING_FIELDS = (
+    "id",
+    "uid",
+    "mass_email_id",
+    "content_type_id",
+    "object_id",
+    "status",
+    "attempt_count",
+    "is_test",
+    "claimed_by",
+    "email_address__address",
+    "email_address__opt_out",
+    "email_address__invalid",
+)
+
+
 def _claimed_items(ids: list[int]) -> list[QueueItem]:
     """The items with their addresses; each mass email (and its template) loaded once."""
     items = list(
         QueueItem.objects.filter(pk__in=ids)
         .select_related("email_address")
+        .only(*_SENDING_FIELDS)
         .order_by("mass_email_id", "id")  # the sending order reconcile_stale relies on
     )
     mass_emails = MassEmail.objects.select_related(
@@ -343,9 +375,10 @@ def _claimed_items(ids: list[int]) -> list[QueueItem]:
 def reconcile_stale(now: datetime | None = None) -> int:
     """A dead worker's Sending items: unknown if it may have offered them, else Pending.
 
-    A worker sends its claimed items in (mass email, id) order and records outcomes at
-    least every FLUSH_EVERY successes, so only its first FLUSH_EVERY + 1 unrecorded items
-    can have reached the server; the items after them were never offered.
+    A worker sends its claimed items in (mass email, id) order and has at most
+    UNRECORDED_WINDOW accepted-but-unrecorded items at any time, so only its first
+    UNRECORDED_WINDOW unrecorded items can have reached the server; the items after
+    them were never offered.
     """
     now = now or timezone.now()
     stale = QueueItem.objects.filter(status=Status.SENDING, claimed_at__lt=now - STALE_AFTER)
@@ -356,7 +389,7 @@ def reconcile_stale(now: datetime | None = None) -> int:
             .order_by("mass_email_id", "id")
             .values_list("id", flat=True)
         )
-        maybe_sent, never_offered = ids[: FLUSH_EVERY + 1], ids[FLUSH_EVERY + 1 :]
+        maybe_sent, never_offered = ids[:UNRECORDED_WINDOW], ids[UNRECORDED_WINDOW:]
         with transaction.atomic():
             reconciled += stale.filter(pk__in=maybe_sent).update(
                 status=Status.UNKNOWN, last_error=INTERRUPTED
@@ -393,6 +426,7 @@ class SendingSession:
         self.transports: dict[int, Transport] = {}
         self.blocked_mass_emails: set[int] = set()
         self.last_heartbeat = time.monotonic()
+        self.writer = OutcomeWriter(worker) if OutcomeWriter.usable() else None
 
     def send(self, items: list[QueueItem], result: TickResult) -> None:
         """Send claimed items (grouped per mass email) and record every outcome."""
@@ -430,6 +464,46 @@ class SendingSession:
         for transport in self.transports.values():
             transport.close()
         self.transports.clear()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class OutcomeWriter:
+    """Commits batches of Sent outcomes on a thread of its own, so that waiting for a
+    commit overlaps sending the next batch. One batch in flight at most."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcomes")
+        self.in_flight: Future | None = None
+
+    @staticmethod
+    def usable() -> bool:
+        # Its own connection must see the claims: not inside a caller's transaction
+        # (tests wrapped in one), and not on SQLite, whose writers queue up anyway.
+        return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+    def submit(self, batch: list[tuple[QueueItem, str, datetime]]) -> int:
+        """Hand over a batch once the previous one is committed; that one's count."""
+        recorded = self.wait()
+        self.in_flight = self.executor.submit(record_sent, batch, worker=self.worker)
+        return recorded
+
+    def wait(self) -> int:
+        """Block until the batch in flight is committed; how many it marked Sent."""
+        future, self.in_flight = self.in_flight, None
+        return future.result() if future is not None else 0
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.executor.submit(_close_thread_connection).result()
+            self.executor.shutdown()
+
+
+def _close_thread_connection() -> None:
+    connection.close()  # the calling thread's own connection (Django keeps one per thread)
 
 
 def _by_mass_email(items: list[QueueItem]) -> dict[int, list[QueueItem]]:
@@ -474,7 +548,7 @@ class PortionRun:
                 self._stop(sendable[position + 1 :])
                 return
             if len(self.done) >= FLUSH_EVERY:
-                self._flush()
+                self._flush(background=True)
                 if self._stopped_by_user(sendable[position + 1 :]):
                     return
         self._flush()
@@ -563,10 +637,17 @@ class PortionRun:
                 self._fail(item, reasons[item.pk])
         return [item for item in items if item.pk not in reasons]
 
-    def _flush(self) -> None:
-        if self.done:
-            self.result.sent += record_sent(self.done, worker=self.session.worker)
-            self.done = []
+    def _flush(self, *, background: bool = False) -> None:
+        """Record the accepted messages; with `background`, while the next ones go out."""
+        batch, self.done = self.done, []
+        writer = self.session.writer
+        if writer is None:
+            self.result.sent += record_sent(batch, worker=self.session.worker)
+            return
+        if batch:
+            self.result.sent += writer.submit(batch)
+        if not background:
+            self.result.sent += writer.wait()
 
     def _stopped_by_user(self, rest: list[QueueItem]) -> bool:
         """Paused or canceled while sending: the rest goes back (or is canceled)."""

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from massmail.models import MassEmail, QueueItem
-from massmail.sending import FLUSH_EVERY, INTERRUPTED, STALE_AFTER, retry, tick
+from massmail.sending import INTERRUPTED, STALE_AFTER, UNRECORDED_WINDOW, retry, tick
 from tests.fixtures.sending import make_queued_mass_email, set_outbound
 from tests.services import require_postgres
 
@@ -58,11 +58,13 @@ def wait_for(condition, timeout: float = 60) -> None:
 def test_a_worker_killed_mid_portion_never_causes_a_duplicate(smtp_settings, smtp_sink):
     require_postgres()  # the worker process needs a database it can share
     set_outbound(max_per_hour=10_000, max_per_batch=None)
-    mass_email = make_queued_mass_email(120)
+    mass_email = make_queued_mass_email(200)
     smtp_sink.delay = 0.02
     sender = start_sender(smtp_sink.port)
     try:
-        wait_for(lambda: len(smtp_sink.received) >= FLUSH_EVERY + 10 or sender.poll() is not None)
+        wait_for(
+            lambda: len(smtp_sink.received) >= UNRECORDED_WINDOW + 10 or sender.poll() is not None
+        )
         assert sender.poll() is None, sender.communicate()
         sender.send_signal(signal.SIGKILL)
         sender.wait(10)
@@ -79,7 +81,7 @@ def test_a_worker_killed_mid_portion_never_causes_a_duplicate(smtp_settings, smt
 
     with time_machine.travel(timezone.now() + STALE_AFTER + timedelta(minutes=1)):
         result = tick()
-    assert 0 < result.reconciled <= FLUSH_EVERY + 1
+    assert 0 < result.reconciled <= UNRECORDED_WINDOW
 
     received = smtp_sink.recipients()
     assert len(received) == len(set(received)), "an address got the message twice"
@@ -100,4 +102,4 @@ def test_a_worker_killed_mid_portion_never_causes_a_duplicate(smtp_settings, smt
     assert retry(mass_email.queue_items.filter(status=Status.UNKNOWN)) == len(unknown)
     with time_machine.travel(timezone.now() + STALE_AFTER + timedelta(minutes=2)):
         assert tick().sent == len(unknown)
-    assert mass_email.queue_items.filter(status=Status.SENT).count() == 120
+    assert mass_email.queue_items.filter(status=Status.SENT).count() == 200

@@ -98,3 +98,25 @@ def test_concurrent_workers_across_hours_never_exceed_the_cap(smtp_settings, smt
     assert not problems, problems
     assert len(recipients) == len(set(recipients)) == 150
     assert mass_email.queue_items.filter(status=Status.SENT).count() == 150
+
+
+def test_progress_says_when_the_next_portion_goes(smtp_settings, smtp_sink):
+    from django_celery_beat.models import PeriodicTask
+
+    from massmail.sending import progress
+
+    job = PeriodicTask.objects.get(name="Send mass emails")  # made by a migration
+    assert job.task == "massmail.tasks.send_mass_emails" and job.enabled
+    assert (job.interval.every, job.interval.period) == (10, "minutes")
+    set_outbound(max_per_hour=3)
+    mass_email = make_queued_mass_email(5)
+    start = timezone.now().replace(microsecond=0)
+    with time_machine.travel(start, tick=False):
+        job.last_run_at = start
+        job.save()
+        assert progress(mass_email).next_portion_at == start + timedelta(minutes=10)
+        tick()
+        now = progress(mass_email)
+        assert (now.total, now.sent, now.pending) == (5, 3, 2)
+        # The cap is spent until the first of those 3 leaves the window.
+        assert now.next_portion_at == start + CAP_WINDOW
