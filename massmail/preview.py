@@ -15,11 +15,17 @@ from dataclasses import dataclass
 
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db.models import Exists, OuterRef, Subquery
 
 from massmail.composition import Rendered, context_for, prepare, recipient_contexts
 from massmail.models import MassEmail, QueueItem
 from massmail.placeholders import OPEN_PIXEL_KEY, TRAP_KEY
-from targets.models import TargetListMember, normalize_address, primary_email_of
+from targets.models import (
+    RecordEmailAddress,
+    TargetListMember,
+    normalize_address,
+    primary_email_of,
+)
 
 CANDIDATES = 20
 
@@ -57,23 +63,37 @@ def candidates(mass_email: MassEmail, limit: int = CANDIDATES) -> list[Recipient
     found = [Recipient(f"item:{item.pk}", f"{item.email_address} (queued)") for item in items]
     if found:
         return found
-    members = (
-        TargetListMember.objects.filter(target_list__in=target_list_ids(mass_email))
+    members = list(
+        _members(mass_email)
+        .filter(Exists(_primary_address(OuterRef("content_type"), OuterRef("object_id"))))
+        .annotate(address=Subquery(_primary_address_value()))
         .select_related("content_type")
+        .prefetch_related("record")
         .order_by("pk")[:limit]
     )
-    recipients = []
-    for member in members:
-        record = member.record
-        address = primary_email_of(record) if record is not None else None
-        if address is not None:
-            recipients.append(
-                Recipient(
-                    f"record:{member.content_type_id}:{member.object_id}",
-                    f"{address} ({member.content_type.model} {record})",
-                )
-            )
-    return recipients
+    return [
+        Recipient(
+            f"record:{member.content_type_id}:{member.object_id}",
+            f"{member.address} ({member.content_type.model} {member.record})",
+        )
+        for member in members
+        if member.record is not None
+    ]
+
+
+def _members(mass_email: MassEmail):
+    return TargetListMember.objects.filter(target_list__in=target_list_ids(mass_email))
+
+
+def _primary_address(content_type, object_id, **filters):
+    return RecordEmailAddress.objects.filter(
+        content_type=content_type, object_id=object_id, primary=True, **filters
+    )
+
+
+def _primary_address_value():
+    primary = _primary_address(OuterRef("content_type"), OuterRef("object_id"))
+    return primary.values("email_address__address")[:1]
 
 
 def key_for_address(mass_email: MassEmail, address: str) -> str | None:
@@ -86,26 +106,17 @@ def key_for_address(mass_email: MassEmail, address: str) -> str | None:
     )
     if item is not None:
         return f"item:{item}"
-    from targets.models import RecordEmailAddress
-
-    link = (
-        RecordEmailAddress.objects.filter(email_address__address=address, primary=True)
-        .filter(
-            content_type__in=TargetListMember.objects.filter(
-                target_list__in=target_list_ids(mass_email)
-            ).values("content_type")
-        )
-        .values_list("content_type_id", "object_id")
+    using = _primary_address(
+        OuterRef("content_type"), OuterRef("object_id"), email_address__address=address
     )
-    for content_type_id, object_id in link:
-        member = TargetListMember.objects.filter(
-            target_list__in=target_list_ids(mass_email),
-            content_type_id=content_type_id,
-            object_id=object_id,
-        )
-        if member.exists():
-            return f"record:{content_type_id}:{object_id}"
-    return None
+    member = (
+        _members(mass_email)
+        .filter(Exists(using))
+        .order_by("pk")
+        .values_list("content_type_id", "object_id")
+        .first()
+    )
+    return f"record:{member[0]}:{member[1]}" if member else None
 
 
 def preview(mass_email: MassEmail, key: str) -> Preview:

@@ -70,8 +70,9 @@ def test_preview_frame_cannot_record_an_open_or_a_trap_hit():
 def test_preview_of_a_list_member_before_the_queue_exists():
     ada = make_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
     outsider = make_contact(email="out@example.com")
+    no_address = make_contact(email=None)  # cannot receive it: not offered
     mass_email = make_mass_email(
-        target_lists=[make_target_list(ada)], email_template=make_template(**TEMPLATE)
+        target_lists=[make_target_list(ada, no_address)], email_template=make_template(**TEMPLATE)
     )
     ct = ContentType.objects.get_for_model(ada).pk
     assert [c.key for c in candidates(mass_email)] == [f"record:{ct}:{ada.pk}"]
@@ -85,6 +86,8 @@ def test_preview_of_a_list_member_before_the_queue_exists():
     assert key_for_address(mass_email, "out@example.com") is None
     with pytest.raises(ValidationError, match="not in this mass email's target lists"):
         preview(mass_email, f"record:{ct}:{outsider.pk}")
+    with pytest.raises(ValidationError, match="no primary email address"):
+        preview(mass_email, f"record:{ct}:{no_address.pk}")
 
 
 @pytest.mark.parametrize("key", ["item:999999", "item:x", "record:1", "nobody", "record:1:2:3"])
