@@ -20,15 +20,21 @@ SOUND_TEMPLATE = {
 }
 
 
-@pytest.fixture
-def dkim_key(tmp_path, settings):
+@pytest.fixture(scope="module")
+def dkim_key_file(tmp_path_factory) -> str:
+    """One RSA key for the module: generating it costs more than the tests using it."""
     openssl = require_program("openssl", hint="apt-get install -y openssl")
-    key = tmp_path / "dkim.pem"
+    key = tmp_path_factory.mktemp("dkim") / "dkim.pem"
     subprocess.run([openssl, "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    settings.DKIM_PRIVATE_KEY_PATH = str(key)
+    return str(key)
+
+
+@pytest.fixture
+def dkim_key(dkim_key_file, settings):
+    settings.DKIM_PRIVATE_KEY_PATH = dkim_key_file
     settings.DKIM_SELECTOR = "mm1"
     settings.DKIM_DOMAIN = "example.com"
-    return key
+    return dkim_key_file
 
 
 @pytest.fixture
