@@ -41,10 +41,11 @@ def apply_report(
     """Apply a classified report; the BounceEvents created (empty when already applied)."""
     if not report.recipients:
         return []
-    queue_item = queue_item or find_queue_item(report)
-    pairs = _targets(report.recipients, queue_item)
     try:
+        # Everything in one savepoint: any database error leaves a caller's transaction usable.
         with transaction.atomic():
+            queue_item = queue_item or find_queue_item(report)
+            pairs = _targets(report.recipients, queue_item)
             events = [
                 _record(verdict, address, source, event_key or "", queue_item)
                 for verdict, address in pairs

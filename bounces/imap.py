@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from email.parser import BytesHeaderParser
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from imapclient import IMAPClient
@@ -177,10 +178,19 @@ def _poll_folder(client: IMAPClient, account: GroupEmailAccount, result: PollRes
     uids = _new_uids(client, account)
     for start in range(0, len(uids), FETCH_BATCH):
         batch = uids[start : start + FETCH_BATCH]
+        _extend_lease(account)  # a big backlog may take longer than one lease
         fetched = client.fetch(batch, ["BODY.PEEK[]"])  # PEEK: reading sets no \Seen
-        for uid in batch:
-            raw = fetched.get(uid, {}).get(b"BODY[]") or b""
-            _process(client, account, uid, raw, result)
+        # One commit per batch; only then is anything flagged or moved on the server.
+        with transaction.atomic():
+            records = [
+                _process(account, uid, fetched.get(uid, {}).get(b"BODY[]") or b"", result)
+                for uid in batch
+            ]
+            _remember(records)
+            _advance_cursor(account, batch)
+        bounces = [r.uid for r in records if r.outcome == ProcessedMessage.Outcome.BOUNCE]
+        if bounces:
+            _file_away(client, account, bounces)
 
 
 def _new_uids(client: IMAPClient, account: GroupEmailAccount) -> list[int]:
@@ -195,8 +205,8 @@ def _new_uids(client: IMAPClient, account: GroupEmailAccount) -> list[int]:
 
 
 def _process(
-    client: IMAPClient, account: GroupEmailAccount, uid: int, raw: bytes, result: PollResult
-) -> None:
+    account: GroupEmailAccount, uid: int, raw: bytes, result: PollResult
+) -> ProcessedMessage:
     headers = BytesHeaderParser().parsebytes(raw)
     record = ProcessedMessage(
         account=account,
@@ -208,10 +218,8 @@ def _process(
     _classify_and_apply(record, raw)
     if record.outcome == ProcessedMessage.Outcome.ERROR:
         result.failures.append(f"UID {uid}: {record.error}")
-    _remember(account, record)
     _count(result, record.outcome)
-    if record.outcome == ProcessedMessage.Outcome.BOUNCE:
-        _file_away(client, account, uid)
+    return record
 
 
 def _classify_and_apply(record: ProcessedMessage, raw: bytes) -> None:
@@ -219,6 +227,7 @@ def _classify_and_apply(record: ProcessedMessage, raw: bytes) -> None:
     try:
         report = classify(raw)
         if report.recipients:
+            # apply_report works in a savepoint: its failure leaves the batch usable.
             apply_report(report, source="imap", event_key=_event_key(record))
     except Exception as error:  # one bad message must not stop the mailbox
         log.exception("bounce message UID %s of account %s failed", record.uid, record.account_id)
@@ -254,18 +263,19 @@ def _event_key(record: ProcessedMessage) -> str:
     return f"uid:{record.account_id}:{record.uidvalidity}:{record.uid}"
 
 
-def _remember(account: GroupEmailAccount, record: ProcessedMessage) -> None:
-    ProcessedMessage.objects.update_or_create(
-        account=account,
-        uidvalidity=record.uidvalidity,
-        uid=record.uid,
-        defaults={
-            f: getattr(record, f) for f in ("message_id", "subject", "outcome", "error", "raw")
-        },
+def _remember(records: list[ProcessedMessage]) -> None:
+    ProcessedMessage.objects.bulk_create(
+        records,
+        update_conflicts=True,
+        unique_fields=["account", "uidvalidity", "uid"],
+        update_fields=["message_id", "subject", "outcome", "error", "raw", "processed_at"],
     )
-    if record.uid > account.last_uid:
-        account.last_uid = record.uid
-        GroupEmailAccount.objects.filter(pk=account.pk).update(last_uid=record.uid)
+
+
+def _advance_cursor(account: GroupEmailAccount, uids: list[int]) -> None:
+    if uids and max(uids) > account.last_uid:
+        account.last_uid = max(uids)
+        GroupEmailAccount.objects.filter(pk=account.pk).update(last_uid=account.last_uid)
 
 
 def _count(result: PollResult, outcome: str) -> None:
@@ -277,22 +287,22 @@ def _count(result: PollResult, outcome: str) -> None:
         result.failed += 1
 
 
-def _file_away(client: IMAPClient, account: GroupEmailAccount, uid: int) -> None:
+def _file_away(client: IMAPClient, account: GroupEmailAccount, uids: list[int]) -> None:
     """Flag seen, or move to the processed folder (created when missing)."""
     moving = account.after_processing == GroupEmailAccount.AfterProcessing.MOVE
     if not (moving and account.processed_folder):
-        client.add_flags([uid], [b"\\Seen"])
+        client.add_flags(uids, [b"\\Seen"], silent=True)
         return
     folder = account.processed_folder
     if not client.folder_exists(folder):
         client.create_folder(folder)
     if client.has_capability("MOVE"):
-        client.move([uid], folder)
+        client.move(uids, folder)
         return
-    client.copy([uid], folder)
-    client.add_flags([uid], [b"\\Seen", b"\\Deleted"])
+    client.copy(uids, folder)
+    client.add_flags(uids, [b"\\Seen", b"\\Deleted"], silent=True)
     if client.has_capability("UIDPLUS"):
-        client.uid_expunge([uid])  # only this message, never others marked deleted
+        client.uid_expunge(uids)  # only these messages, never others marked deleted
 
 
 # ----------------------------------------------------------------------- account state
@@ -307,6 +317,10 @@ def _take_lease(account: GroupEmailAccount) -> bool:
     if taken:
         account.refresh_from_db()
     return bool(taken)
+
+
+def _extend_lease(account: GroupEmailAccount) -> None:
+    GroupEmailAccount.objects.filter(pk=account.pk).update(poll_lease_until=timezone.now() + LEASE)
 
 
 def _record_outcome(account: GroupEmailAccount, result: PollResult) -> None:
