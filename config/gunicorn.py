@@ -40,3 +40,10 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def pre_fork(server, worker) -> None:
+    """Workers never inherit a database connection the master opened while loading."""
+    from django.db import connections
+
+    connections.close_all()

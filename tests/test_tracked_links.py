@@ -16,6 +16,7 @@ from tests.factories import (
     make_tracking_url,
 )
 from tests.fixtures.tracking import BROWSER_AGENT, make_sent_item
+from tests.services import require_postgres
 from tracking import links
 from tracking.models import Hit, TrackingUrl
 
@@ -114,6 +115,7 @@ def test_only_get_and_head_are_allowed(setup):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_click_survives_a_database_connection_dropped_in_between():
+    require_postgres()
     contact = make_contact()
     campaign = make_campaign([make_target_list(contact)])
     item = make_sent_item(make_mass_email(campaign), contact)

@@ -53,19 +53,70 @@ REASON_TRAP_BURST = "hidden link hit in the same burst"
 REASON_LINKS_BURST = "several links in one burst"
 
 # Image proxies (Apple Mail Privacy Protection, Gmail, Yahoo), link scanners of
-# security gateways, HTTP libraries, headless browsers and crawlers.
-SCANNER_AGENT = re.compile(
-    r"googleimageproxy|ggpht\.com|yahoomailproxy|ymailproxy|yahoo! slurp|"
-    r"safelinks|microsoft office|ms-office|msoffice|outlook-ios-linkpreview|"
-    r"proofpoint|mimecast|barracuda|ironport|cisco|messagelabs|symantec|forcepoint|"
-    r"trendmicro|fireeye|sophos|zscaler|bitdefender|spamtitan|appriver|"
-    r"curl/|wget/|python-requests|python-urllib|python-httpx|aiohttp|go-http-client|"
-    r"java/|okhttp|apache-httpclient|libwww|httpclient|node-fetch|axios/|"
-    r"headlesschrome|phantomjs|\bbot\b|bot/|crawler|spider|preview|scan",
-    re.IGNORECASE,
+# security gateways, HTTP libraries, headless browsers and crawlers: lower-case
+# fragments of their user agents. Plain substring tests: a regular expression
+# alternating over all of them cost ~0.1 ms per hit.
+SCANNER_AGENT_PARTS = (
+    "googleimageproxy",
+    "ggpht.com",
+    "yahoomailproxy",
+    "ymailproxy",
+    "yahoo! slurp",
+    "safelinks",
+    "microsoft office",
+    "ms-office",
+    "msoffice",
+    "outlook-ios-linkpreview",
+    "proofpoint",
+    "mimecast",
+    "barracuda",
+    "ironport",
+    "cisco",
+    "messagelabs",
+    "symantec",
+    "forcepoint",
+    "trendmicro",
+    "fireeye",
+    "sophos",
+    "zscaler",
+    "bitdefender",
+    "spamtitan",
+    "appriver",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "python-httpx",
+    "aiohttp",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "apache-httpclient",
+    "libwww",
+    "httpclient",
+    "node-fetch",
+    "axios/",
+    "headlesschrome",
+    "phantomjs",
+    "bot/",
+    "crawler",
+    "spider",
+    "preview",
+    "scan",
 )
+BOT_WORD = re.compile(r"\bbot\b")
 # Apple's Mail Privacy Protection proxy sends exactly this, nothing more.
 APPLE_PROXY_AGENT = "Mozilla/5.0"
+
+
+@functools.lru_cache(maxsize=4096)
+def is_scanner_agent(user_agent: str) -> bool:
+    """Known scanner or image proxy (cached: a few thousand agents make most traffic)."""
+    agent = user_agent.strip()
+    if agent == APPLE_PROXY_AGENT:
+        return True
+    lowered = agent.lower()
+    return any(part in lowered for part in SCANNER_AGENT_PARTS) or bool(BOT_WORD.search(lowered))
 
 
 @dataclass(frozen=True)
@@ -94,7 +145,7 @@ class Visit:
         agent = self.user_agent.strip()
         if not agent:
             return REASON_NO_AGENT
-        if agent == APPLE_PROXY_AGENT or SCANNER_AGENT.search(agent):
+        if is_scanner_agent(agent):
             return REASON_AGENT
         return ""
 
@@ -126,9 +177,10 @@ def truncate_ip(ip: str | None) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) network address: enough to see a proxy, not a home."""
     if not ip:
         return None
-    address = ipaddress.ip_address(ip)
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    if ":" not in ip:  # IPv4 as client_ip() wrote it: four decimal octets
+        return ip.rpartition(".")[0] + ".0"
+    network = ipaddress.ip_network(f"{ip}/48", strict=False)
+    return str(network.network_address)
 
 
 def record_hit(
