@@ -391,7 +391,7 @@ def main() -> int:
         f" -c{args.connections} -d{args.duration}s on the same machine;"
         f" gunicorn: config/gunicorn.py"
         f" (WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'cores')},"
-        f" GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '8')})"
+        f" GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '16')})"
     )
     loads: list[Load] = []
     with tempfile.TemporaryDirectory(prefix="bench-endpoints-") as tmp:

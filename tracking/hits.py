@@ -132,7 +132,8 @@ class Visit:
     def from_request(cls, request: HttpRequest) -> Visit:
         return cls(
             method=request.method or "GET",
-            user_agent=request.headers.get("User-Agent", "")[:500],
+            # META, not request.headers: that builds a dict of every header first.
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
             ip=client_ip(request),
             at=timezone.now(),
         )
@@ -162,7 +163,7 @@ class Destination:
 def client_ip(request: HttpRequest) -> str | None:
     # Behind the deployment's proxy the last X-Forwarded-For entry is the one the
     # proxy added; earlier entries are whatever the client claimed.
-    forwarded = request.headers.get("X-Forwarded-For", "")
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     if forwarded and getattr(settings, "USE_X_FORWARDED_HOST", False):
         candidate = forwarded.split(",")[-1].strip()
     else:
