@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -128,7 +129,7 @@ class GroupEmailAccountAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         account = get_object_or_404(GroupEmailAccount, pk=pk)
         if not self.has_change_permission(request, account):
-            return HttpResponseNotAllowed(["POST"])
+            raise PermissionDenied
         accounts = GroupEmailAccount.objects.filter(pk=pk)
         if verb == "test":
             self.test_connection(request, accounts)

@@ -374,3 +374,14 @@ def test_tls_and_starttls_verify_the_servers_certificate(
 
     monkeypatch.setenv("SSL_CERT_FILE", str(dovecot_server.ca_file))  # now the CA is trusted
     assert "holds 0 message(s)" in imap.check_connection(account)
+
+
+def test_mailbox_buttons_need_the_change_permission(imap_mailbox, client) -> None:
+    from tests.factories import make_user
+
+    client.force_login(make_user(is_staff=True))
+    account = make_account(imap_mailbox)
+    response = client.post(f"/admin/bounces/groupemailaccount/{account.pk}/mailbox/poll/")
+    assert response.status_code == 403
+    account.refresh_from_db()
+    assert account.last_polled_at is None
