@@ -16,7 +16,14 @@ from django.db import connection
 from django.utils import timezone
 
 from massmail.models import MassEmail, QueueItem
-from massmail.sending import INTERRUPTED, STALE_AFTER, UNRECORDED_WINDOW, retry, tick
+from massmail.sending import (
+    INTERRUPTED,
+    STALE_AFTER,
+    UNRECORDED_WINDOW,
+    reconcile_stale,
+    retry,
+    tick,
+)
 from tests.fixtures.sending import make_queued_mass_email, set_outbound
 from tests.services import require_postgres
 
@@ -103,3 +110,25 @@ def test_a_worker_killed_mid_portion_never_causes_a_duplicate(smtp_settings, smt
     with time_machine.travel(timezone.now() + STALE_AFTER + timedelta(minutes=2)):
         assert tick().sent == len(unknown)
     assert mass_email.queue_items.filter(status=Status.SENT).count() == 200
+
+
+@pytest.mark.django_db
+def test_the_reconciliation_rule(outbound_unlimited):
+    """Only what a dead worker may have offered becomes unknown; the rest goes back."""
+    mass_email = make_queued_mass_email(UNRECORDED_WINDOW + 9)
+    claimed_at = timezone.now() - STALE_AFTER - timedelta(seconds=1)
+    items = mass_email.queue_items.order_by("id")
+    items.update(status=Status.SENDING, claimed_at=claimed_at, claimed_by="dead:1")
+    QueueItem.objects.filter(pk=items[0].pk).update(status=Status.SENT)  # recorded in time
+    live = list(items.values_list("pk", flat=True))[-3:]
+    QueueItem.objects.filter(pk__in=live).update(claimed_at=timezone.now(), claimed_by="live:2")
+    assert reconcile_stale() == UNRECORDED_WINDOW
+    statuses = list(mass_email.queue_items.order_by("id").values_list("status", flat=True))
+    assert statuses == (
+        [Status.SENT]
+        + [Status.UNKNOWN] * UNRECORDED_WINDOW
+        + [Status.PENDING] * 5
+        + [Status.SENDING] * 3  # a live worker's claims are left alone
+    )
+    unknown = mass_email.queue_items.filter(status=Status.UNKNOWN)
+    assert set(unknown.values_list("last_error", flat=True)) == {INTERRUPTED}
