@@ -137,3 +137,16 @@ def test_a_click_survives_a_database_connection_dropped_in_between():
     assert connection.connection.info.backend_pid != pid
     assert _log(item, CampaignLogRecord.Action.CLICKED).count() == 2
     assert Hit.objects.filter(queue_item=item).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_asynchronous_commit_of_hits_when_chosen(settings):
+    """Opt-in trade-off; outside any transaction, so the statement commits on its own."""
+    settings.MASSMAIL_HITS_ASYNC_COMMIT = True
+    contact = make_contact()
+    campaign = make_campaign([make_target_list(contact)])
+    item = make_sent_item(make_mass_email(campaign), contact)
+    url = make_tracking_url(campaign)
+    assert _click(Client(), item, url).status_code == 302
+    assert _log(item, CampaignLogRecord.Action.CLICKED).count() == 1
+    assert Hit.objects.get().queue_item_id == item.pk

@@ -320,13 +320,14 @@ def _write_portable(
 
 # --- PostgreSQL: one statement, one round trip ---
 
-# Asynchronous commit (set_config(..., true) lasts for this statement's own
-# transaction): the request does not wait for the WAL flush, which is what
-# bounds hit throughput otherwise. The trade-off: if the PostgreSQL server itself
-# crashes, hits acknowledged in the last moments (at most 3 x wal_writer_delay,
-# 600 ms by default) may be lost; the database stays consistent and nothing
-# else (no unsubscribe, no sending state) ever commits this way.
-# MASSMAIL_HITS_ASYNC_COMMIT=0 turns it off.
+# Asynchronous commit, opt-in (MASSMAIL_HITS_ASYNC_COMMIT=1; set_config(..., true)
+# lasts for this statement's own transaction): the request does not wait for the
+# WAL flush. The trade-off: if the PostgreSQL server itself crashes, hits
+# acknowledged in the last moments (at most 3 x wal_writer_delay, 600 ms by
+# default) are lost; the database stays consistent. Off by default because
+# bench/bench_endpoints.py measured no gain with 32 connections committing
+# together (PostgreSQL flushes their commits as a group), and a hit answered
+# should be a hit kept. Unsubscribes and sending state never commit this way.
 _HIT_SQL = """
 WITH s AS (
     SELECT
@@ -446,7 +447,7 @@ def _record_postgresql(
 ) -> Destination | None:
     params = {
         # Inside someone's transaction the setting would last for all of it: not there.
-        "async": bool(getattr(settings, "MASSMAIL_HITS_ASYNC_COMMIT", True))
+        "async": bool(getattr(settings, "MASSMAIL_HITS_ASYNC_COMMIT", False))
         and not connection.in_atomic_block,
         "kind": str(kind),
         "uid": uid,
