@@ -8,8 +8,6 @@ Fixture modules live in tests/fixtures/ and are loaded here as plugins.
 
 from pathlib import Path
 
-import pytest
-
 from tests.services import require_postgres
 
 pytest_plugins = sorted(
@@ -19,12 +17,6 @@ pytest_plugins = sorted(
 )
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    for item in items:
-        if item.get_closest_marker("postgres"):
-            item.add_marker(pytest.mark.usefixtures("_postgres_only"))
-
-
-@pytest.fixture
-def _postgres_only() -> None:
-    require_postgres()
+def pytest_runtest_setup(item) -> None:
+    if item.get_closest_marker("postgres"):
+        require_postgres()
