@@ -216,9 +216,13 @@ def bench_raw(rendered) -> tuple[float, int]:
     return elapsed, sum(counts)
 
 
-def bench_post_office(rendered) -> tuple[float, int]:
+def bench_post_office(rendered, batch_size: int) -> tuple[float, int]:
+    from django.conf import settings
     from post_office import mail
     from post_office.models import STATUS, Email
+
+    Email.objects.all().delete()
+    settings.POST_OFFICE = {**settings.POST_OFFICE, "BATCH_SIZE": batch_size}
 
     logging.getLogger("post_office").handlers.clear()  # it logs every batch at INFO
     logging.getLogger("post_office").setLevel(logging.WARNING)
@@ -285,12 +289,21 @@ def bench_speed(items: int) -> None:
     raw_s, raw_n = bench_raw(rendered)
     raw_rate = raw_n / raw_s
     print(f"raw ceiling, smtplib, 2 processes: {raw_n:,} in {raw_s:.2f} s = {raw_rate:,.0f} msg/s")
-    po_s, po_n = bench_post_office(rendered)
-    po_rate = po_n / po_s
-    print(f"django-post-office, 2 processes: {po_n:,} in {po_s:.2f} s = {po_rate:,.0f} msg/s")
+    po_rates = {}
+    for label, batch_size in [("defaults, BATCH_SIZE 100", 100), ("BATCH_SIZE 1000", 1000)]:
+        po_s, po_n = bench_post_office(rendered, batch_size)
+        po_rates[label] = po_n / po_s
+        print(
+            f"django-post-office ({label}), 2 processes: {po_n:,} in {po_s:.2f} s"
+            f" = {po_rates[label]:,.0f} msg/s"
+        )
+    versus = ", ".join(
+        f"{engine_rate / rate:.1f}x with {label}" for label, rate in po_rates.items()
+    )
     print(
-        f"ratios: engine = {engine_rate / po_rate:.1f}x django-post-office (goal >= 4x);"
-        f" {100 * engine_rate / raw_rate:.0f}% of the raw ceiling (goal >= 60%);"
+        f"ratios: engine vs django-post-office: {versus} (goal >= 4x);"
+        f" raw ceiling vs post-office tuned: {raw_rate / po_rates['BATCH_SIZE 1000']:.1f}x;"
+        f" engine = {100 * engine_rate / raw_rate:.0f}% of the raw ceiling (goal >= 60%);"
         f" {engine_rate:,.0f} msg/s (goal >= 1,500)"
     )
 

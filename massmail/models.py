@@ -213,6 +213,7 @@ class QueueItem(models.Model):
         "targets.EmailAddress",
         on_delete=models.PROTECT,
         related_name="queue_items",
+        db_index=False,  # lookups go through (mass_email, email_address)
         db_constraint=False,
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
