@@ -390,8 +390,8 @@ def main() -> int:
         f"{args.items} queue items; {os.cpu_count()} cores; wrk -t{args.wrk_threads}"
         f" -c{args.connections} -d{args.duration}s on the same machine;"
         f" gunicorn: config/gunicorn.py"
-        f" (WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'cores')},"
-        f" GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '16')})"
+        f" (WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'cores+1')},"
+        f" GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '8')})"
     )
     loads: list[Load] = []
     with tempfile.TemporaryDirectory(prefix="bench-endpoints-") as tmp:
