@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
+import benchdb
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/massmail_bench_targets")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("MASSMAIL_VAR_DIR", "/tmp/massmail-bench-targets")
+benchdb.use_database("targets")
 
 import django  # noqa: E402
 
@@ -39,15 +37,6 @@ from targets.membership import add_selection  # noqa: E402
 from targets.models import Contact, TargetList  # noqa: E402
 
 COUNTRY = "Selected"
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name]).fetchone():
-            c.execute(f'CREATE DATABASE "{name}"')
 
 
 def seed(selected: int) -> None:
@@ -125,7 +114,7 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=2_000)
     args = parser.parse_args()
-    ensure_database()
+    benchdb.ensure_database()
     call_command("migrate", verbosity=0)
     seed(args.contacts)
     n = args.contacts

@@ -19,11 +19,10 @@ import time
 import types
 from pathlib import Path
 
+import benchdb
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/massmail_bench_admin")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("MASSMAIL_VAR_DIR", "/tmp/massmail-bench-admin")
+benchdb.use_database("admin")
 
 import django  # noqa: E402
 
@@ -39,15 +38,6 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from targets.models import Contact  # noqa: E402
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name]).fetchone():
-            c.execute(f'CREATE DATABASE "{name}"')
 
 
 def seed(n: int) -> None:
@@ -110,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--contacts", type=int, default=100_000)
     args = parser.parse_args()
-    ensure_database()
+    benchdb.ensure_database()
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     seed(args.contacts)

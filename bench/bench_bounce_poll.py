@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/massmail_bench_bounces")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("MASSMAIL_VAR_DIR", "/tmp/massmail-bench-bounces")
+import benchdb
+
+benchdb.use_database("bounces")
 
 import django  # noqa: E402
 
@@ -43,12 +39,7 @@ from tests.fixtures.dovecot import Mailbox, dovecot_server  # noqa: E402
 
 
 def ensure_database() -> None:
-    import psycopg
-
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name]).fetchone():
-            c.execute(f'CREATE DATABASE "{name}"')
+    benchdb.ensure_database()
     call_command("migrate", verbosity=0)
 
 

@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import benchdb
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/massmail_bench_stats")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("MASSMAIL_VAR_DIR", "/tmp/massmail-bench-stats")
+benchdb.use_database("stats")
 os.environ.setdefault("DEBUG", "0")
 
 import django  # noqa: E402
@@ -46,15 +44,6 @@ from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate  # noqa:
 from campaigns.statistics import campaign_statistics  # noqa: E402
 from massmail.models import MassEmail, OutboundSettings  # noqa: E402
 from targets.models import Contact  # noqa: E402
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name]).fetchone():
-            c.execute(f'CREATE DATABASE "{name}"')
 
 
 def seeded_campaign(n: int) -> Campaign:
@@ -187,7 +176,7 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=500_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    ensure_database()
+    benchdb.ensure_database()
     call_command("migrate", verbosity=0)
     campaign = seeded_campaign(args.recipients)
     settings = OutboundSettings.load()

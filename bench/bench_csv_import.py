@@ -15,17 +15,15 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 import tempfile
 import time
 from io import StringIO
 from pathlib import Path
 
+import benchdb
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/massmail_bench_targets")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("MASSMAIL_VAR_DIR", "/tmp/massmail-bench-targets")
+benchdb.use_database("targets")
 
 import django  # noqa: E402
 
@@ -36,15 +34,6 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from targets.models import Contact, TargetList, validate_address  # noqa: E402
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name]).fetchone():
-            c.execute(f'CREATE DATABASE "{name}"')
 
 
 def empty_tables() -> None:
@@ -114,7 +103,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=2_000)
     args = parser.parse_args()
-    ensure_database()
+    benchdb.ensure_database()
     call_command("migrate", verbosity=0)
     empty_tables()
     with tempfile.TemporaryDirectory() as directory:

@@ -15,16 +15,13 @@ memberships, opted-out and invalid addresses. Then times, in the same run:
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
+import benchdb
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/massmail_bench_queue")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("MASSMAIL_VAR_DIR", "/tmp/massmail-bench-queue")
+benchdb.use_database("queue")
 
 import django  # noqa: E402
 
@@ -48,16 +45,6 @@ from targets.models import (  # noqa: E402
     TargetListMember,
 )
 from targets.registry import target_types  # noqa: E402
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name]).fetchone():
-            c.execute(f'CREATE DATABASE "{name}"')
-
 
 # Records per type; memberships: list 1 = all accounts + all contacts (500k),
 # list 2 = all leads + all users (350k), list 3 = the first 150k contacts again (150k).
@@ -249,7 +236,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=5_000)
     args = parser.parse_args()
-    ensure_database()
+    benchdb.ensure_database()
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     seeded = seed(args.members / 1_000_000)

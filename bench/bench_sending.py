@@ -26,11 +26,11 @@ import sys
 import time
 from pathlib import Path
 
+import benchdb
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/massmail_bench_sending")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.sending_settings")
-os.environ.setdefault("MASSMAIL_VAR_DIR", "/tmp/massmail-bench-sending")
+benchdb.use_database("sending")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("DEBUG", "0")  # as in production: no per-query log in memory
 
@@ -71,15 +71,6 @@ from massmail.models import MassEmail, OutboundSettings, QueueItem  # noqa: E402
 from massmail.sending import build_queue, tick  # noqa: E402
 from targets.models import Contact, TargetList  # noqa: E402
 from tracking.models import TrackingUrl  # noqa: E402
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name]).fetchone():
-            c.execute(f'CREATE DATABASE "{name}"')
 
 
 def seed(contacts: int, lists: dict[str, int]) -> None:
@@ -315,7 +306,7 @@ def main() -> None:
     parser.add_argument("--rss-large", type=int, default=100_000)
     parser.add_argument("--skip-speed", action="store_true", help="only the memory figures")
     args = parser.parse_args()
-    ensure_database()
+    benchdb.ensure_database()
     call_command("migrate", verbosity=0)
     lists = {"Speed": args.items, "RSS small": args.rss_small, "RSS large": args.rss_large}
     seed(max(lists.values()), lists)

@@ -1,0 +1,33 @@
+"""What every PostgreSQL bench shares: its own database, created when missing.
+
+Call `use_database(name)` before `django.setup()`; the bench then runs on
+massmail_bench_<name> (unless DATABASE_URL says otherwise), with var/ under /tmp.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def use_database(name: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault(
+        "DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/massmail_bench_{name}"
+    )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("MASSMAIL_VAR_DIR", f"/tmp/massmail-bench-{name}")
+
+
+def ensure_database() -> None:
+    """Create the bench's database on the server if it does not exist yet."""
+    import psycopg
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name]).fetchone():
+            c.execute(f'CREATE DATABASE "{name}"')
