@@ -19,12 +19,8 @@ Keys starting with "@" are inserted by the composer itself (open pixel, hidden l
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -34,7 +30,6 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from django.utils.encoding import force_bytes
 
 from targets.registry import TargetType, target_type_by_key, target_type_for, target_types
 from tracking import links
@@ -177,60 +172,6 @@ def _clock_getter(key: str) -> Getter:
     return lambda item, context: clock_values()[key]
 
 
-# -- signed links ---------------------------------------------------------------------------
-
-
-class SignedLinks:
-    """The links of tracking.links, with each purpose's HMAC key derived once.
-
-    Django's Signer derives its key from SECRET_KEY and the salt on every call
-    (two hashes, settings look-ups); here that happens once per mass email, and the
-    queue item's encoded uid once per recipient. The tokens are the very ones
-    tracking.links makes and reads (tests compare them).
-    """
-
-    def __init__(self, site_url: str) -> None:
-        self.site_url = site_url
-        secret = force_bytes(settings.SECRET_KEY)
-        self._macs = {
-            salt: hmac.new(
-                hashlib.sha256(force_bytes(salt + "signer") + secret).digest(),
-                digestmod=hashlib.sha256,
-            )
-            for salt in (links.SALT_UNSUBSCRIBE, links.SALT_CLICK, links.SALT_OPEN, links.SALT_TRAP)
-        }
-        self._last: tuple[object, str] = (None, "")
-
-    def _uid(self, uid: uuid.UUID | str) -> str:
-        # Read the memo once: with threads sharing this object, a second read could
-        # see another recipient's uid (and put their token in this message).
-        last = self._last
-        if last[0] == uid:
-            return last[1]
-        encoded = links._encode_uid(uid)
-        self._last = (uid, encoded)
-        return encoded
-
-    def _token(self, salt: str, value: str) -> str:
-        mac = self._macs[salt].copy()
-        mac.update(value.encode())
-        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
-        return f"{value}:{signature}"
-
-    def unsubscribe_url(self, uid: uuid.UUID | str) -> str:
-        return f"{self.site_url}/u/{self._token(links.SALT_UNSUBSCRIBE, self._uid(uid))}/"
-
-    def click_url(self, uid: uuid.UUID | str, tracking_url_id: int) -> str:
-        value = f"{self._uid(uid)}.{tracking_url_id}"
-        return f"{self.site_url}/c/{self._token(links.SALT_CLICK, value)}/"
-
-    def open_pixel_url(self, uid: uuid.UUID | str) -> str:
-        return f"{self.site_url}/o/{self._token(links.SALT_OPEN, self._uid(uid))}/p.gif"
-
-    def trap_url(self, uid: uuid.UUID | str) -> str:
-        return f"{self.site_url}/h/{self._token(links.SALT_TRAP, self._uid(uid))}/"
-
-
 # -- resolving keys into getters --------------------------------------------------------
 
 
@@ -249,7 +190,7 @@ class Resolver:
         tracking_urls: Iterable[int] | None = None,
         foreign_tracking_urls: Iterable[int] = (),
     ) -> None:
-        self.links = SignedLinks(site_url)
+        self.links = links.Links(site_url)
         self.tracking_urls = None if tracking_urls is None else set(tracking_urls)
         self.foreign_tracking_urls = set(foreign_tracking_urls)
 

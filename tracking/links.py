@@ -1,18 +1,26 @@
 """Signed public links put into messages, and reading them back.
 
-Every public URL carries a token made with Django's signing under a salt per
-purpose, naming the queue item by its random uid (never a sequential id). A
-forged, altered or truncated token reads back as None. The sending engine calls
-the *_url functions per recipient, so they are plain string work plus one HMAC.
+Every public URL carries a token in Django's signing format (`value:signature`)
+under a salt per purpose, naming the queue item by its random uid (never a
+sequential id). A forged, altered or truncated token reads back as None.
+
+`Links` is the one place links are made. The sending engine makes one per mass
+email and calls it per recipient: Django's Signer derives its key from
+SECRET_KEY and the salt on every call, `Links` derives each purpose's key once,
+and the tokens are the very ones Signer makes and `read_*` below verify.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import uuid
 
+from django.conf import settings
 from django.core import signing
 from django.utils.crypto import constant_time_compare
+from django.utils.encoding import force_bytes
 
 SALT_UNSUBSCRIBE = "massmail.unsubscribe"
 SALT_CLICK = "massmail.click"
@@ -33,10 +41,6 @@ def _decode_uid(text: str) -> uuid.UUID | None:
         return None
 
 
-def _sign(salt: str, value: str) -> str:
-    return signing.Signer(salt=salt).sign(value)
-
-
 def _unsign(salt: str, token: str) -> str | None:
     try:
         return signing.Signer(salt=salt).unsign(token)
@@ -44,38 +48,81 @@ def _unsign(salt: str, token: str) -> str | None:
         return None
 
 
+class Links:
+    """Makes the signed links of one site, each purpose's HMAC key derived once."""
+
+    def __init__(self, site_url: str = "") -> None:
+        self.site_url = site_url
+        self._macs: dict[str, hmac.HMAC] = {}
+        self._last: tuple[object, str] = (None, "")
+
+    def token(self, salt: str, value: str) -> str:
+        mac = self._macs.get(salt)
+        if mac is None:
+            # Django's Signer: HMAC-SHA256 keyed with sha256(salt + "signer" + SECRET_KEY).
+            key = hashlib.sha256(force_bytes(salt + "signer") + force_bytes(settings.SECRET_KEY))
+            mac = self._macs[salt] = hmac.new(key.digest(), digestmod=hashlib.sha256)
+        mac = mac.copy()
+        mac.update(value.encode())
+        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+        return f"{value}:{signature}"
+
+    def uid(self, uid: uuid.UUID | str) -> str:
+        # Read the memo once: with threads sharing this object, a second read could
+        # see another recipient's uid (and put their token in this message).
+        last = self._last
+        if last[0] == uid:
+            return last[1]
+        encoded = _encode_uid(uid)
+        self._last = (uid, encoded)
+        return encoded
+
+    def unsubscribe_url(self, uid: uuid.UUID | str) -> str:
+        """The body link and the List-Unsubscribe URL (GET confirms, POST acts)."""
+        return f"{self.site_url}/u/{self.token(SALT_UNSUBSCRIBE, self.uid(uid))}/"
+
+    def click_url(self, uid: uuid.UUID | str, tracking_url_id: int) -> str:
+        value = f"{self.uid(uid)}.{tracking_url_id}"
+        return f"{self.site_url}/c/{self.token(SALT_CLICK, value)}/"
+
+    def open_pixel_url(self, uid: uuid.UUID | str) -> str:
+        return f"{self.site_url}/o/{self.token(SALT_OPEN, self.uid(uid))}/p.gif"
+
+    def trap_url(self, uid: uuid.UUID | str) -> str:
+        """A link hidden from people in HTML bodies: whatever follows it is a machine."""
+        return f"{self.site_url}/h/{self.token(SALT_TRAP, self.uid(uid))}/"
+
+
 def unsubscribe_token(uid: uuid.UUID | str) -> str:
-    return _sign(SALT_UNSUBSCRIBE, _encode_uid(uid))
+    return Links().token(SALT_UNSUBSCRIBE, _encode_uid(uid))
 
 
 def click_token(uid: uuid.UUID | str, tracking_url_id: int) -> str:
-    return _sign(SALT_CLICK, f"{_encode_uid(uid)}.{tracking_url_id}")
+    return Links().token(SALT_CLICK, f"{_encode_uid(uid)}.{tracking_url_id}")
 
 
 def open_token(uid: uuid.UUID | str) -> str:
-    return _sign(SALT_OPEN, _encode_uid(uid))
+    return Links().token(SALT_OPEN, _encode_uid(uid))
 
 
 def trap_token(uid: uuid.UUID | str) -> str:
-    return _sign(SALT_TRAP, _encode_uid(uid))
+    return Links().token(SALT_TRAP, _encode_uid(uid))
 
 
 def unsubscribe_url(site_url: str, uid: uuid.UUID | str) -> str:
-    """The body link and the List-Unsubscribe URL (GET confirms, POST acts)."""
-    return f"{site_url}/u/{unsubscribe_token(uid)}/"
+    return Links(site_url).unsubscribe_url(uid)
 
 
 def click_url(site_url: str, uid: uuid.UUID | str, tracking_url_id: int) -> str:
-    return f"{site_url}/c/{click_token(uid, tracking_url_id)}/"
+    return Links(site_url).click_url(uid, tracking_url_id)
 
 
 def open_pixel_url(site_url: str, uid: uuid.UUID | str) -> str:
-    return f"{site_url}/o/{open_token(uid)}/p.gif"
+    return Links(site_url).open_pixel_url(uid)
 
 
 def trap_url(site_url: str, uid: uuid.UUID | str) -> str:
-    """A link hidden from people in HTML bodies: whatever follows it is a machine."""
-    return f"{site_url}/h/{trap_token(uid)}/"
+    return Links(site_url).trap_url(uid)
 
 
 def read_unsubscribe_token(token: str) -> uuid.UUID | None:
