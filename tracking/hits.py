@@ -29,7 +29,14 @@ from datetime import datetime, timedelta
 
 import psycopg
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -193,7 +200,7 @@ def record_hit(
     """
     if kind == Hit.Kind.CLICK and tracking_url_id is None:
         raise ValueError("A click needs its tracking URL.")
-    if connection.vendor == "postgresql":
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
         return _record_postgresql(kind, uid, visit, tracking_url_id)
     return _record_portable(kind, uid, visit, tracking_url_id)
 
@@ -445,10 +452,13 @@ def _hit_sql() -> str:
 def _record_postgresql(
     kind: str, uid: uuid.UUID, visit: Visit, tracking_url_id: int | None
 ) -> Destination | None:
+    # The wrapper itself, not the `connection` proxy: every attribute read through
+    # the proxy is a context-local lookup, and this path reads several.
+    database = connections[DEFAULT_DB_ALIAS]
     params = {
         # Inside someone's transaction the setting would last for all of it: not there.
         "async": bool(getattr(settings, "MASSMAIL_HITS_ASYNC_COMMIT", False))
-        and not connection.in_atomic_block,
+        and not database.in_atomic_block,
         "kind": str(kind),
         "uid": uid,
         "url_id": tracking_url_id,
@@ -459,14 +469,14 @@ def _record_postgresql(
         "ip_short": truncate_ip(visit.ip),
         "agent_reason": visit.agent_reason,
     }
-    row = _execute_prepared(params)
+    row = _execute_prepared(database, params)
     if row is None:
         return None
     url, action, message, _ = row
     return Destination(url or "", action or "", message or "")
 
 
-def _execute_prepared(params: dict) -> tuple | None:
+def _execute_prepared(database: BaseDatabaseWrapper, params: dict) -> tuple | None:
     """Run the statement, prepared, on Django's persistent connection, in one round trip.
 
     Planning this statement costs more than executing it: prepared once per
@@ -481,15 +491,15 @@ def _execute_prepared(params: dict) -> tuple | None:
     statement tried once more. A failed statement committed nothing, so the
     retry cannot log twice.
     """
-    if connection.connection is not None and not connection.in_atomic_block:
-        connection.health_check_done = True
+    if database.connection is not None and not database.in_atomic_block:
+        database.health_check_done = True
     try:
-        return _execute_once(params)
+        return _execute_once(database, params)
     except (InterfaceError, OperationalError):
-        if connection.in_atomic_block:
+        if database.in_atomic_block:
             raise
-        connection.close()
-        return _execute_once(params)
+        database.close()
+        return _execute_once(database, params)
 
 
 # psycopg prepares a statement automatically once it ran this many times; Django
@@ -497,12 +507,12 @@ def _execute_prepared(params: dict) -> tuple | None:
 _ONLY_WHEN_ASKED = 2**31 - 1
 
 
-def _execute_once(params: dict) -> tuple | None:
+def _execute_once(database: BaseDatabaseWrapper, params: dict) -> tuple | None:
     prepare = bool(getattr(settings, "MASSMAIL_HITS_PREPARED", True))
-    connection.ensure_connection()
-    raw = connection.connection
+    database.ensure_connection()
+    raw = database.connection
     if prepare and raw.prepare_threshold is None:
         raw.prepare_threshold = _ONLY_WHEN_ASKED
-    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+    with database.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(_hit_sql(), params, prepare=prepare)
         return cursor.fetchone()
