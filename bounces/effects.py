@@ -1,8 +1,9 @@
 """What a bounce or complaint does, whichever way it arrived (mailbox, SMTP reply, ESP).
 
 hard      -> the address is invalid; Bounced (Hard) logged once per queue item.
-soft      -> Bounced (Soft) logged; an address with `soft_bounce_threshold` soft
-             bounces within `soft_bounce_window_days` becomes invalid too.
+soft      -> Bounced (Soft) logged; an address whose messages bounced soft
+             `soft_bounce_threshold` times (counted per message) within
+             `soft_bounce_window_days` becomes invalid too.
 complaint -> the address is opted out; Opted Out logged once per queue item.
 
 Every call records BounceEvent rows; (source, event_key, address) is unique, so a
@@ -16,6 +17,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from bounces.classify import COMPLAINT, HARD, SOFT, Report, Verdict
@@ -140,14 +142,24 @@ def _apply(event: BounceEvent) -> None:
 
 
 def _soft_threshold_reached(email_address_id: int) -> bool:
+    """Soft bounces of that many different messages within the window.
+
+    One message can come back soft several times (a delay warning after 4 hours,
+    another after a day, then the final expiry): that is one slow delivery, not
+    an address that keeps bouncing. Reports tied to a queue item count once per
+    item; those without one (an ESP event with no metadata) count one each.
+    """
     settings = OutboundSettings.load()
     if not settings.soft_bounce_threshold:
         return False
     since = timezone.now() - timedelta(days=settings.soft_bounce_window_days)
-    recent = BounceEvent.objects.filter(
+    counts = BounceEvent.objects.filter(
         email_address_id=email_address_id, verdict=SOFT, occurred_at__gte=since
+    ).aggregate(
+        messages=Count("queue_item", distinct=True),
+        unattributed=Count("id", filter=Q(queue_item__isnull=True)),
     )
-    return recent.count() >= settings.soft_bounce_threshold
+    return counts["messages"] + counts["unattributed"] >= settings.soft_bounce_threshold
 
 
 def _log(event: BounceEvent, action: str, bounce_type: str) -> None:

@@ -56,7 +56,11 @@ class OutboundSettings(models.Model):
         "List-Id", max_length=200, blank=True, help_text="e.g. Acme Newsletter <news.example.com>"
     )
     soft_bounce_threshold = models.PositiveIntegerField(
-        default=3, help_text="Soft bounces within the window that make an address invalid."
+        default=3,
+        help_text=(
+            "Messages that bounced soft within the window that make an address invalid"
+            " (several delay notices about one message count once; 0: never)."
+        ),
     )
     soft_bounce_window_days = models.PositiveIntegerField(default=30)
     truncate_ip = models.BooleanField(

@@ -121,19 +121,35 @@ def test_soft_bounce_threshold_counts_events_within_the_window() -> None:
     assert soft(36, "4")  # days 20, 35, 36
 
 
-def test_soft_threshold_counts_two_events_on_one_queue_item() -> None:
-    # Log rows exist once per item and kind; the rule counts bounce events.
+def test_soft_threshold_counts_messages_not_reports() -> None:
+    # A delay warning, a second warning and the final expiry of one message are one
+    # slow delivery: they are logged once and count once toward the threshold.
     settings = OutboundSettings.load()
     settings.soft_bounce_threshold = 2
     settings.save()
-    item = make_queue_item()
+    contact = make_contact()
+    item = make_queue_item(contact)
     address = item.email_address.address
-    for key in ("x", "y"):
-        apply_report(
-            report(address, "soft", "4.4.7"), source="imap", queue_item=item, event_key=key
-        )
-    assert EmailAddress.objects.get(pk=item.email_address_id).invalid
+    for key, status in (("warn-4h", "4.4.7"), ("warn-1d", "4.4.7"), ("expired", "4.4.7")):
+        apply_report(report(address, "soft", status), source="imap", queue_item=item, event_key=key)
+    assert not EmailAddress.objects.get(pk=item.email_address_id).invalid
     assert logs(item).count() == 1
+    assert BounceEvent.objects.filter(queue_item=item).count() == 3
+
+    second = make_queue_item(contact)
+    apply_report(report(address, "soft", "4.2.2"), source="imap", queue_item=second, event_key="z")
+    assert EmailAddress.objects.get(pk=item.email_address_id).invalid
+
+
+def test_soft_reports_without_queue_item_count_one_each() -> None:
+    settings = OutboundSettings.load()
+    settings.soft_bounce_threshold = 2
+    settings.save()
+    make_contact(email="slow@example.org")
+    apply_report(report("slow@example.org", "soft", "4.2.2"), source="esp:postmark", event_key="a")
+    assert not EmailAddress.objects.get(address="slow@example.org").invalid
+    apply_report(report("slow@example.org", "soft", "4.2.2"), source="esp:postmark", event_key="b")
+    assert EmailAddress.objects.get(address="slow@example.org").invalid
 
 
 def test_bounce_without_queue_item_applies_to_known_address() -> None:
