@@ -13,15 +13,18 @@ and the tracking URL, classifies, inserts the hit, reclassifies the burst and
 inserts the log rows with ON CONFLICT DO NOTHING. Other databases take the
 portable path below, the same rules through the ORM in one transaction.
 
-Known gap: two hits of one message arriving in the same few milliseconds do
-not see each other (each statement reads its own snapshot), so a burst made of
-exactly two simultaneous requests with innocent user agents can stay "person".
+Hits of one message that arrive in the same few milliseconds do not see each
+other (each statement reads its own snapshot), so a scanner fetching every link
+at once with a browser's user agent can leave its hits "person".
+`reclassify_bursts()`, run every minute by Celery beat, looks at the recent
+hits as a whole and applies the burst rules to them afterwards.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import re
 import uuid
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ from django.db import (
     transaction,
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -203,6 +207,89 @@ def record_hit(
     if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
         return _record_postgresql(kind, uid, visit, tracking_url_id)
     return _record_portable(kind, uid, visit, tracking_url_id)
+
+
+# --- bursts seen afterwards ---
+
+# How far back the minutely job looks: hits of a burst are seconds apart, so a
+# few runs' worth covers a job that missed a beat.
+BURST_LOOKBACK = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class _SeenHit:
+    id: int
+    queue_item_id: int
+    kind: str
+    tracking_url_id: int | None
+    at: datetime
+    is_machine: bool
+
+
+def reclassify_bursts(now: datetime | None = None, lookback: timedelta = BURST_LOOKBACK) -> int:
+    """Mark as machine the person hits that belong to a burst; how many changed.
+
+    The same rule as when a hit arrives, applied to all recent hits together: a
+    hit is in a burst when a hit of the same message within the next BURST_SECONDS
+    sees, over the BURST_SECONDS before it, the hidden link or two different links.
+    Only messages with such a pattern are read hit by hit.
+    """
+    since = (now or timezone.now()) - lookback
+    recent = Hit.objects.filter(at__gte=since)
+    # No index on `at` (each index is a write on the hottest insert): bound the
+    # scan by id instead, reading back from the newest hit to the lookback.
+    before = Hit.objects.filter(at__lt=since).order_by("-id").values_list("id", flat=True)
+    if (bound := before.first()) is not None:
+        recent = recent.filter(id__gt=bound)
+    candidates = (
+        recent.values("queue_item_id")
+        .annotate(
+            links=Count("tracking_url", distinct=True, filter=Q(kind=Hit.Kind.CLICK)),
+            traps=Count("id", filter=Q(kind=Hit.Kind.TRAP)),
+            people=Count("id", filter=Q(is_machine=False)),
+        )
+        .filter(Q(links__gte=2) | Q(traps__gte=1), people__gte=1)
+        .values_list("queue_item_id", flat=True)
+    )
+    rows = (
+        Hit.objects.filter(
+            queue_item_id__in=list(candidates),
+            at__gte=since - timedelta(seconds=BURST_SECONDS),
+        )
+        .order_by("queue_item_id", "at", "id")
+        .values_list("id", "queue_item_id", "kind", "tracking_url_id", "at", "is_machine")
+    )
+    marks: dict[int, str] = {}
+    for _, hits in itertools.groupby(
+        (_SeenHit(*row) for row in rows), key=lambda hit: hit.queue_item_id
+    ):
+        marks.update(_burst_marks(list(hits)))
+    changed = 0
+    for reason in (REASON_TRAP_BURST, REASON_LINKS_BURST):
+        ids = [hit_id for hit_id, marked in marks.items() if marked == reason]
+        changed += Hit.objects.filter(id__in=ids, is_machine=False).update(
+            is_machine=True, machine_reason=reason
+        )
+    return changed
+
+
+def _burst_marks(hits: list[_SeenHit]) -> dict[int, str]:
+    """Person hits of one message (in time order) that a burst makes machine, and why."""
+    window = timedelta(seconds=BURST_SECONDS)
+    marks: dict[int, str] = {}
+    for last in hits:
+        seen = [hit for hit in hits if last.at - window <= hit.at <= last.at]
+        links = {hit.tracking_url_id for hit in seen if hit.kind == Hit.Kind.CLICK}
+        if any(hit.kind == Hit.Kind.TRAP for hit in seen):
+            reason = REASON_TRAP_BURST
+        elif len(links - {None}) >= 2:
+            reason = REASON_LINKS_BURST
+        else:
+            continue
+        for hit in seen:
+            if not hit.is_machine and marks.get(hit.id) != REASON_TRAP_BURST:
+                marks[hit.id] = reason
+    return marks
 
 
 # --- the rules, for the portable path (the PostgreSQL statement mirrors them) ---
