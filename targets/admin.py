@@ -396,6 +396,9 @@ class TargetListAdmin(admin.ModelAdmin):
             return redirect("admin:targets_importrun_change", run.pk)
         try:
             report = importing.import_stored_upload(run)
+        except importing.ImportBusy as busy:
+            self.message_user(request, str(busy), messages.WARNING)
+            return redirect("admin:targets_importrun_change", run.pk)
         except Exception as error:  # the run is FAILED and resumable; say so instead of a 500
             logger.exception("Import run %s failed", run.pk)
             run.refresh_from_db()

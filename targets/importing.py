@@ -17,13 +17,14 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, models, router, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from targets.models import (
@@ -42,6 +43,9 @@ HEAD_BYTES = 64 * 1024
 KEPT_ERRORS = 1000
 # Admin uploads longer than this import in a Celery task: a web request would time out.
 INLINE_IMPORT_LINES = 5000
+# How long a run stays claimed by the process importing it without progress; each
+# committed batch renews the claim, and a crashed process's claim simply runs out.
+IMPORT_LEASE = timedelta(minutes=10)
 # Header spellings recognised for each field, compared without case, spaces or punctuation.
 SYNONYMS = {
     EMAIL: {"email", "emailaddress", "mail", "address", "primaryemail", "courriel"},
@@ -54,6 +58,10 @@ SYNONYMS = {
     "country": {"country", "land", "pays"},
     "website": {"website", "web", "url", "homepage"},
 }
+
+
+class ImportBusy(RuntimeError):
+    """Another process is importing this run right now."""
 
 
 class CsvFileError(ValueError):
@@ -565,6 +573,7 @@ class Importer:
         kept += [[e.line, e.message] for e in errors][: max(0, KEPT_ERRORS - len(kept))]
         self.run.errors = kept
         ImportRun.objects.filter(pk=self.run.pk).update(
+            lease_until=timezone.now() + IMPORT_LEASE,
             line_done=last_line,
             created_count=F("created_count") + len(plan.new),
             updated_count=F("updated_count") + len(plan.changed),
@@ -577,8 +586,18 @@ class Importer:
 def run_import(
     run: ImportRun, csv_file: CsvFile, target_type: TargetType, **options
 ) -> ImportReport:
-    """Import (or resume) the run's file into its list; the run ends DONE or FAILED."""
-    ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.RUNNING, failure="")
+    """Import (or resume) the run's file into its list; the run ends DONE or FAILED.
+
+    One process at a time: two imports of one run would both find a new address
+    absent and create its record twice. ImportBusy when another holds the run.
+    """
+    if not _take_lease(run):
+        minutes = int(IMPORT_LEASE.total_seconds() // 60)
+        raise ImportBusy(
+            f"Import run #{run.pk} ({run.file_name}) is already being imported by another"
+            f" process. If that process stopped, the run can be resumed {minutes} minutes"
+            " after its last progress."
+        )
     importer = Importer(
         csv_file, target_type, run.mapping, target_list=run.target_list, run=run, **options
     )
@@ -586,12 +605,24 @@ def run_import(
         report = importer.run_import()
     except BaseException as error:
         ImportRun.objects.filter(pk=run.pk).update(
-            status=ImportRun.Status.FAILED, failure=f"{type(error).__name__}: {error}"
+            status=ImportRun.Status.FAILED,
+            failure=f"{type(error).__name__}: {error}",
+            lease_until=None,
         )
         raise
-    ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.DONE)
+    ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.DONE, lease_until=None)
     run.refresh_from_db()
     return report
+
+
+def _take_lease(run: ImportRun) -> bool:
+    """Claim the run with one conditional UPDATE: of two processes, one gets it."""
+    now = timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    claimed = ImportRun.objects.filter(free, pk=run.pk).update(
+        status=ImportRun.Status.RUNNING, failure="", lease_until=now + IMPORT_LEASE
+    )
+    return bool(claimed)
 
 
 def resumable_run(

@@ -326,6 +326,8 @@ class ImportRun(models.Model):
     error_count = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True, help_text="The first row errors.")
     failure = models.TextField(blank=True)
+    # Held by the process importing the run (see targets.importing.run_import).
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from targets import importing, segments
 from targets.models import ImportRun, Segment
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task
@@ -21,4 +25,7 @@ def import_upload(run_id: int) -> None:
     """A large admin upload; a finished or deleted run is a no-op, a failed one resumes."""
     run = ImportRun.objects.select_related("target_list").filter(pk=run_id).first()
     if run is not None and run.status != ImportRun.Status.DONE and run.file_path:
-        importing.import_stored_upload(run)
+        try:
+            importing.import_stored_upload(run)
+        except importing.ImportBusy as busy:  # a redelivered task: the first one goes on
+            logger.info("%s", busy)

@@ -71,7 +71,10 @@ class Command(BaseCommand):
         run = importing.resumable_run(csv_file, target_type, target_list, mapping)
         if run.line_done:
             self.stdout.write(f"Resuming run #{run.pk} after line {run.line_done}.")
-        return importing.run_import(run, csv_file, target_type, **settings)
+        try:
+            return importing.run_import(run, csv_file, target_type, **settings)
+        except importing.ImportBusy as busy:
+            raise CommandError(str(busy)) from busy
 
     def print_report(self, report: importing.ImportReport) -> None:
         verb = "would be" if report.dry_run else "were"
