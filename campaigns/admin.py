@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count
 
 from campaigns.forms import EmailTemplateForm
@@ -20,6 +21,8 @@ class MassEmailInline(admin.TabularInline):
 
 class TrackingUrlInline(admin.TabularInline):
     model = TrackingUrl
+    # Typed without a scheme, an address means https (Django 6's default, said now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fields = ["name", "url", "action", "message", "code"]
     readonly_fields = ["code"]
     extra = 0

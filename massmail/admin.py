@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.widgets import ManyToManyRawIdWidget
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -21,6 +22,9 @@ from targets.models import Account, Contact, Lead, validate_address
 @admin.register(OutboundSettings)
 class OutboundSettingsAdmin(admin.ModelAdmin):
     """A single row: the list page goes straight to it."""
+
+    # Typed without a scheme, an address means https (Django 6's default, said now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     fieldsets = [
         (

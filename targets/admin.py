@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Count, Model, Q, QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -188,6 +188,9 @@ class TargetListActionsMixin:
 
 class TargetAdmin(TargetListActionsMixin, admin.ModelAdmin):
     """Shared by every target type's admin, including custom ones (see register_target_admin)."""
+
+    # Typed without a scheme, an address means https (Django 6's default, said now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     form = TargetForm
     show_full_result_count = False

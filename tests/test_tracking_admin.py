@@ -6,7 +6,7 @@ from django.test import Client
 from tests.factories import make_campaign, make_contact, make_mass_email, make_target_list
 from tests.fixtures.tracking import BROWSER_AGENT, make_sent_item
 from tracking import links
-from tracking.models import Hit, UnsubscribePageText
+from tracking.models import Hit, TrackingUrl, UnsubscribePageText
 
 pytestmark = pytest.mark.django_db
 
@@ -39,3 +39,13 @@ def test_hits_are_listed_read_only(admin_client):
     admin_client.post(f"/admin/tracking/hit/{hit.pk}/change/", {"is_machine": "on"})
     hit.refresh_from_db()
     assert not hit.is_machine
+
+
+def test_a_tracking_url_typed_without_a_scheme_is_https(admin_client):
+    campaign = make_campaign([make_target_list(make_contact())])
+    response = admin_client.post(
+        "/admin/tracking/trackingurl/add/",
+        {"campaign": campaign.pk, "name": "Offer", "url": "example.org/o", "action": "redirect"},
+    )
+    assert response.status_code == 302, response.content
+    assert TrackingUrl.objects.get().url == "https://example.org/o"

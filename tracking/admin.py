@@ -1,10 +1,13 @@
 from django.contrib import admin
+from django.db import models
 
 from tracking.models import TEXT_FIELDS, Hit, TrackingUrl, UnsubscribePageText
 
 
 @admin.register(TrackingUrl)
 class TrackingUrlAdmin(admin.ModelAdmin):
+    # Typed without a scheme, an address means https (Django 6's default, said now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "campaign", "action", "url", "code"]
     list_filter = ["action", "campaign"]
     list_select_related = ["campaign"]
