@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from pathlib import Path
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
@@ -467,7 +465,7 @@ def member_type_counts(list_id) -> list[dict]:
 def start_upload(form: UploadForm) -> ImportRun | None:
     """Store the upload and create its run; on a file error, say so and write nothing."""
     upload = form.cleaned_data["file"]
-    directory = Path(settings.MEDIA_ROOT) / "imports"
+    directory = importing.uploads_directory()
     directory.mkdir(parents=True, exist_ok=True)
     stored = directory / f"{uuid.uuid4().hex}.csv"
     with open(stored, "wb") as destination:

@@ -17,9 +17,10 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -647,6 +648,48 @@ def resumable_run(
         encoding=csv_file.encoding,
         mapping=mapping,
     )
+
+
+# An upload nobody mapped within a week is abandoned. A stored file no run names
+# (the upload request died between storing and recording it) waits a day, so an
+# upload being recorded right now is never taken.
+ABANDONED_AFTER = timedelta(days=7)
+ORPHAN_AFTER = timedelta(days=1)
+
+
+def uploads_directory() -> Path:
+    return Path(settings.MEDIA_ROOT) / "imports"
+
+
+def discard_abandoned_uploads(now: datetime | None = None) -> int:
+    """Delete uploads never imported and their waiting runs; how many files went.
+
+    Runs that imported something (running, failed and resumable, done) keep
+    their file until they finish, as before.
+    """
+    now = now or timezone.now()
+    abandoned = ImportRun.objects.filter(
+        status=ImportRun.Status.PENDING, updated_at__lt=now - ABANDONED_AFTER
+    )
+    removed = 0
+    for path in abandoned.exclude(file_path="").values_list("file_path", flat=True):
+        removed += _unlink(Path(path))
+    abandoned.delete()
+    named = set(ImportRun.objects.exclude(file_path="").values_list("file_path", flat=True))
+    directory = uploads_directory()
+    for path in directory.glob("*.csv") if directory.is_dir() else []:
+        old = path.stat().st_mtime < (now - ORPHAN_AFTER).timestamp()
+        if old and str(path) not in named:
+            removed += _unlink(path)
+    return removed
+
+
+def _unlink(path: Path) -> int:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return 1
 
 
 def import_stored_upload(run: ImportRun) -> ImportReport:

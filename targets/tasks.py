@@ -29,3 +29,9 @@ def import_upload(run_id: int) -> None:
             importing.import_stored_upload(run)
         except importing.ImportBusy as busy:  # a redelivered task: the first one goes on
             logger.info("%s", busy)
+
+
+@shared_task(name="targets.discard_abandoned_uploads", ignore_result=True)
+def discard_abandoned_uploads() -> int:
+    """Daily: uploads nobody mapped for a week, and stray files, are deleted."""
+    return importing.discard_abandoned_uploads()
