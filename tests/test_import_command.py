@@ -20,7 +20,8 @@ FILE = (
 
 def run(*args, **options) -> tuple[str, str]:
     out, err = StringIO(), StringIO()
-    call_command("import_targets", *args, stdout=out, stderr=err, verbosity=0, **options)
+    options.setdefault("verbosity", 0)
+    call_command("import_targets", *args, stdout=out, stderr=err, **options)
     return out.getvalue(), err.getvalue()
 
 
@@ -74,7 +75,7 @@ def test_second_run_changes_nothing(csv_path):
     assert Contact.objects.count() == 2
 
 
-def test_an_interrupted_run_resumes(csv_path, monkeypatch):
+def test_an_interrupted_run_resumes(csv_path, monkeypatch, capsys):
     real = importing.write_batch
 
     def fail_second(plan, *args):
@@ -87,8 +88,13 @@ def test_an_interrupted_run_resumes(csv_path, monkeypatch):
         run(str(csv_path), "--type", "contact", "--list", "Fair", "--batch-size", "2")
     assert Contact.objects.count() == 1
     monkeypatch.setattr(importing, "write_batch", real)
-    out, err = run(str(csv_path), "--type", "contact", "--list", "Fair", "--batch-size", "2")
+    capsys.readouterr()
+    out, err = run(
+        str(csv_path), "--type", "contact", "--list", "Fair", "--batch-size", "2", verbosity=1
+    )
     assert "Resuming run" in out and "after line 3" in out
+    # The progress bar starts where the first run stopped: 3 of 3 data rows at the end.
+    assert "3/3" in capsys.readouterr().err
     assert Contact.objects.count() == 2
     assert ImportRun.objects.get().status == "done"
     assert "broken@" not in err  # its line was reported by the first run, before line 3

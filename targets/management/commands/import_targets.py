@@ -71,6 +71,7 @@ class Command(BaseCommand):
         run = importing.resumable_run(csv_file, target_type, target_list, mapping)
         if run.line_done:
             self.stdout.write(f"Resuming run #{run.pk} after line {run.line_done}.")
+            progress(run.line_done - 1)  # the bar counts data rows; line 1 is the header
         try:
             return importing.run_import(run, csv_file, target_type, **settings)
         except importing.ImportBusy as busy:
