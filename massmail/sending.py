@@ -289,14 +289,23 @@ def tick_interval_minutes() -> int:
 
 
 def used_in_window(now: datetime) -> int:
-    """Items that count against the hourly cap right now (all mass emails, tests too)."""
+    """Items that count against the hourly cap right now (all mass emails, tests too).
+
+    One statement, so one snapshot: as three queries, an outcome committed between
+    them (Sending -> Sent with its sent_at) was counted by neither the Sent query
+    before it nor the Sending query after it, and a concurrent claim took the
+    items' share of the cap a second time.
+    """
     since = now - CAP_WINDOW
-    items = QueueItem.objects
-    return (
-        items.filter(sent_at__gte=since).count()
-        + items.filter(status=Status.SENDING).count()
-        + items.filter(status=Status.UNKNOWN, claimed_at__gte=since).count()
-    )
+    table = QueueItem._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT count(*) FROM {table} WHERE sent_at >= %s)"
+            f" + (SELECT count(*) FROM {table} WHERE status = %s)"
+            f" + (SELECT count(*) FROM {table} WHERE status = %s AND claimed_at >= %s)",
+            [since, Status.SENDING, Status.UNKNOWN, since],
+        )
+        return cursor.fetchone()[0]
 
 
 def claim_portion(

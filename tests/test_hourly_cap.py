@@ -120,3 +120,31 @@ def test_progress_says_when_the_next_portion_goes(smtp_settings, smtp_sink):
         assert (now.total, now.sent, now.pending) == (5, 3, 2)
         # The cap is spent until the first of those 3 leaves the window.
         assert now.next_portion_at == start + CAP_WINDOW
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_outcomes_committed_while_the_cap_is_counted_still_count():
+    """Sending -> Sent committed mid-count must not make the items vanish from the cap."""
+    require_postgres()  # SQLite allows one writer at a time: no commit can land mid-count
+    mass_email = make_queued_mass_email(5)
+    now = timezone.now()
+    mass_email.queue_items.update(status=Status.SENDING, claimed_at=now, claimed_by="w1")
+
+    def record_outcomes() -> None:  # another worker's outcome commit, on its own connection
+        QueueItem.objects.filter(status=Status.SENDING).update(status=Status.SENT, sent_at=now)
+        connection.close()
+
+    def commit_after_first_query(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not done:
+            done.append(True)
+            worker = threading.Thread(target=record_outcomes)
+            worker.start()
+            worker.join()
+        return result
+
+    done: list[bool] = []
+    with connection.execute_wrapper(commit_after_first_query):
+        assert used_in_window(now) == 5
+    assert done and QueueItem.objects.filter(status=Status.SENT).count() == 5
