@@ -27,6 +27,7 @@ import ipaddress
 import itertools
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -279,12 +280,8 @@ def _burst_marks(hits: list[_SeenHit]) -> dict[int, str]:
     marks: dict[int, str] = {}
     for last in hits:
         seen = [hit for hit in hits if last.at - window <= hit.at <= last.at]
-        links = {hit.tracking_url_id for hit in seen if hit.kind == Hit.Kind.CLICK}
-        if any(hit.kind == Hit.Kind.TRAP for hit in seen):
-            reason = REASON_TRAP_BURST
-        elif len(links - {None}) >= 2:
-            reason = REASON_LINKS_BURST
-        else:
+        reason = burst_reason((hit.kind, hit.tracking_url_id) for hit in seen)
+        if not reason:
             continue
         for hit in seen:
             if not hit.is_machine and marks.get(hit.id) != REASON_TRAP_BURST:
@@ -309,19 +306,22 @@ def classify(
     recent: list[tuple[str, int | None]],
 ) -> Verdict:
     """Classify one hit given the (kind, tracking URL) of its message's hits in the burst."""
-    links = {url for hit_kind, url in recent if hit_kind == Hit.Kind.CLICK and url}
-    if tracking_url_id:
-        links.add(tracking_url_id)
-    trap_burst = kind == Hit.Kind.TRAP or any(k == Hit.Kind.TRAP for k, _ in recent)
-    burst_reason = (
-        REASON_TRAP_BURST if trap_burst else REASON_LINKS_BURST if len(links) >= 2 else ""
-    )
+    burst = burst_reason([*recent, (kind, tracking_url_id)])
     prompt = sent_at is not None and visit.at < sent_at + timedelta(seconds=PROMPT_SECONDS)
     if kind == Hit.Kind.TRAP:
         reason = REASON_TRAP
     else:
-        reason = visit.agent_reason or burst_reason or (REASON_PROMPT if prompt else "")
-    return Verdict(reason, burst_reason)
+        reason = visit.agent_reason or burst or (REASON_PROMPT if prompt else "")
+    return Verdict(reason, burst)
+
+
+def burst_reason(seen: Iterable[tuple[str, int | None]]) -> str:
+    """The burst rule over the (kind, tracking URL) of one message's hits in a window."""
+    seen = list(seen)
+    if any(kind == Hit.Kind.TRAP for kind, _ in seen):
+        return REASON_TRAP_BURST
+    links = {url for kind, url in seen if kind == Hit.Kind.CLICK and url}
+    return REASON_LINKS_BURST if len(links) >= 2 else ""
 
 
 def _record_portable(
