@@ -7,7 +7,9 @@ with a browser user agent:
 
 - bare click: a Django view that only checks the click token and returns the
   same redirect (no database), served by the same gunicorn in the same run;
-- click: the real /c/<token>/ (hit + Clicked + Opened, then 302);
+- click: the real /c/<token>/ (hit + Clicked + Opened, then 302; the hits of
+  concurrent requests in a gunicorn process are written together, one
+  statement and one commit per batch: tracking/group_commit.py);
 - bare click + one insert: the bare view writing one row first, the least any
   design that keeps every answered hit must do (bench/endpoints_urls.py);
 - pixel: the real /o/<token>/p.gif, and its bare counterpart;
@@ -72,6 +74,7 @@ from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate  # noqa: E402
+from config import gunicorn as gunicorn_config  # noqa: E402
 from massmail.models import MassEmail, OutboundSettings, QueueItem  # noqa: E402
 from targets.models import EmailAddress  # noqa: E402
 from tracking import links  # noqa: E402
@@ -400,8 +403,7 @@ def main() -> int:
         f"{args.items} queue items; {os.cpu_count()} cores; wrk -t{args.wrk_threads}"
         f" -c{args.connections} -d{args.duration}s on the same machine;"
         f" gunicorn: config/gunicorn.py"
-        f" (WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'cores+1')},"
-        f" GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '8')})"
+        f" ({gunicorn_config.workers} processes x {gunicorn_config.threads} threads)"
     )
     loads: list[Load] = []
     ratios: dict[str, list[float]] = {"click": [], "pixel": [], "one insert": []}

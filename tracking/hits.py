@@ -8,16 +8,20 @@ hit on the hidden link no person sees make it a machine hit. Campaign log
 entries (Clicked, Opened) are written for every hit, once per item (and URL),
 as the reference does; statistics that count people look at the hits.
 
-On PostgreSQL a hit is one statement, one round trip: it reads the queue item
-and the tracking URL, classifies, inserts the hit, reclassifies the burst and
-inserts the log rows with ON CONFLICT DO NOTHING. Other databases take the
-portable path below, the same rules through the ORM in one transaction.
+On PostgreSQL the hits of concurrent requests in one web process are written
+together (group commit, tracking/group_commit.py): one statement per batch
+reads the queue items and tracking URLs, classifies, inserts the hits,
+reclassifies bursts and inserts the log rows with ON CONFLICT DO NOTHING, in
+one round trip and one commit, and no request is answered before its hit is
+committed. Other databases take the portable path below, the same rules
+through the ORM in one transaction.
 
 Hits of one message that arrive in the same few milliseconds do not see each
-other (each statement reads its own snapshot), so a scanner fetching every link
-at once with a browser's user agent can leave its hits "person".
-`reclassify_bursts()`, run every minute by Celery beat, looks at the recent
-hits as a whole and applies the burst rules to them afterwards.
+other (each statement reads its own snapshot, and hits of one batch are written
+together), so a scanner fetching every link at once with a browser's user
+agent can leave its hits "person". `reclassify_bursts()`, run every minute by
+Celery beat, looks at the recent hits as a whole and applies the burst rules
+to them afterwards.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import itertools
+import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,6 +40,7 @@ import psycopg
 from django.conf import settings
 from django.db import (
     DEFAULT_DB_ALIAS,
+    DataError,
     InterfaceError,
     OperationalError,
     connections,
@@ -48,6 +54,7 @@ from django.utils import timezone
 from campaigns.models import CampaignLogRecord
 from massmail.models import MassEmail, OutboundSettings, QueueItem
 from targets.models import EmailAddress
+from tracking.group_commit import GroupCommit
 from tracking.models import Hit, TrackingUrl
 
 # Security gateways fetch links as the message is delivered; people take longer.
@@ -412,16 +419,21 @@ def _write_portable(
     )
 
 
-# --- PostgreSQL: one statement, one round trip ---
+# --- PostgreSQL: hits of concurrent requests written together, one statement ---
 
 # Asynchronous commit, opt-in (MASSMAIL_HITS_ASYNC_COMMIT=1; set_config(..., true)
 # lasts for this statement's own transaction): the request does not wait for the
 # WAL flush. The trade-off: if the PostgreSQL server itself crashes, hits
 # acknowledged in the last moments (at most 3 x wal_writer_delay, 600 ms by
 # default) are lost; the database stays consistent. Off by default because
-# bench/bench_endpoints.py measured no gain with 32 connections committing
-# together (PostgreSQL flushes their commits as a group), and a hit answered
-# should be a hit kept. Unsubscribes and sending state never commit this way.
+# bench/bench_endpoints.py measured no gain (group commit already flushes the
+# WAL once per batch), and a hit answered should be a hit kept. Unsubscribes
+# and sending state never commit this way.
+#
+# The hits come as one JSON array (n = their place in the batch): one parameter
+# to send whatever the batch size, and PostgreSQL reads it in one call. Every
+# rule is applied per hit exactly as for a hit alone; hits of one batch do not
+# see each other, like concurrent statements (reclassify_bursts() settles them).
 _HIT_SQL = """
 WITH s AS (
     SELECT
@@ -433,77 +445,96 @@ WITH s AS (
         COALESCE(o.truncate_ip, true) AS truncate_ip
     FROM (SELECT 1) AS one LEFT JOIN {settings} o ON o.id = 1
 ),
+v AS (
+    SELECT * FROM json_to_recordset(%(hits)s::json) AS v(
+        n int, uid uuid, kind text, url_id bigint, at timestamptz, method text,
+        user_agent text, ip inet, ip_short inet, agent_reason text)
+),
 target AS (
-    SELECT q.id, q.is_test, q.sent_at, q.content_type_id, q.object_id, q.mass_email_id,
+    SELECT v.n, v.kind, v.at, v.method, v.user_agent, v.ip, v.ip_short, v.agent_reason,
+           q.id, q.is_test, q.sent_at, q.content_type_id, q.object_id, q.mass_email_id,
            m.campaign_id, e.address, t.id AS url_id, t.url, t.action, t.message
-    FROM {item} q
+    FROM v
+    JOIN {item} q ON q.uid = v.uid
     JOIN {mass_email} m ON m.id = q.mass_email_id
     JOIN {address} e ON e.id = q.email_address_id
-    LEFT JOIN {url} t ON t.id = %(url_id)s::bigint AND t.campaign_id = m.campaign_id
-    WHERE q.uid = %(uid)s::uuid AND (%(url_id)s::bigint IS NULL OR t.id IS NOT NULL)
+    LEFT JOIN {url} t ON t.id = v.url_id AND t.campaign_id = m.campaign_id
+    WHERE v.url_id IS NULL OR t.id IS NOT NULL
 ),
 recent AS (
-    SELECT h.id, h.kind, h.tracking_url_id
-    FROM {hit} h JOIN target ON h.queue_item_id = target.id
-    WHERE h.at >= %(at)s::timestamptz - make_interval(secs => {burst_seconds})
+    -- Per hit, through the (queue item, at) index. OFFSET 0 keeps the planner from
+    -- making it one join, which it would hash over the whole table: it takes the
+    -- JSON array for a hundred hits.
+    SELECT target.n, h.id, h.kind, h.tracking_url_id
+    FROM target, LATERAL (
+        SELECT h.id, h.kind, h.tracking_url_id FROM {hit} h
+        WHERE h.queue_item_id = target.id
+          AND h.at >= target.at - make_interval(secs => {burst_seconds})
+        OFFSET 0
+    ) AS h
 ),
 verdict AS (
-    SELECT
-        CASE WHEN %(kind)s::text = 'trap' OR seen.trap THEN '{r_trap_burst}'
-             WHEN seen.other_links + (target.url_id IS NOT NULL)::int >= 2
-                 THEN '{r_links_burst}'
-             ELSE '' END AS burst,
-        target.sent_at IS NOT NULL
-            AND %(at)s::timestamptz < target.sent_at + make_interval(secs => {prompt_seconds})
-            AS prompt
+    SELECT target.*, b.burst,
+        CASE WHEN target.kind = 'trap' THEN '{r_trap}'
+             WHEN target.agent_reason <> '' THEN target.agent_reason
+             WHEN b.burst <> '' THEN b.burst
+             WHEN target.sent_at IS NOT NULL
+                  AND target.at < target.sent_at + make_interval(secs => {prompt_seconds})
+                 THEN '{r_prompt}'
+             ELSE '' END AS reason
     FROM target, LATERAL (
-        SELECT COALESCE(bool_or(kind = 'trap'), false) AS trap,
-               count(DISTINCT tracking_url_id) FILTER (
-                   WHERE kind = 'click' AND tracking_url_id <> COALESCE(target.url_id, 0)
-               ) AS other_links
-        FROM recent
-    ) AS seen
-),
-reason AS (
-    SELECT burst,
-           CASE WHEN %(kind)s::text = 'trap' THEN '{r_trap}'
-                WHEN %(agent_reason)s::text <> '' THEN %(agent_reason)s::text
-                WHEN burst <> '' THEN burst
-                WHEN prompt THEN '{r_prompt}' ELSE '' END AS text
-    FROM verdict
+        SELECT CASE WHEN target.kind = 'trap' OR seen.trap THEN '{r_trap_burst}'
+                    WHEN seen.other_links + (target.url_id IS NOT NULL)::int >= 2
+                        THEN '{r_links_burst}'
+                    ELSE '' END AS burst
+        FROM (
+            SELECT COALESCE(bool_or(r.kind = 'trap'), false) AS trap,
+                   count(DISTINCT r.tracking_url_id) FILTER (
+                       WHERE r.kind = 'click'
+                         AND r.tracking_url_id <> COALESCE(target.url_id, 0)
+                   ) AS other_links
+            FROM recent r WHERE r.n = target.n
+        ) AS seen
+    ) AS b
 ),
 new_hit AS (
     INSERT INTO {hit} (queue_item_id, kind, tracking_url_id, at, method, user_agent, ip,
                        is_machine, machine_reason)
-    SELECT target.id, %(kind)s::text, target.url_id, %(at)s::timestamptz, %(method)s::text,
-           %(user_agent)s::text,
-           CASE WHEN s.truncate_ip THEN %(ip_short)s::inet ELSE %(ip)s::inet END,
-           reason.text <> '', reason.text
-    FROM target, s, reason
-    WHERE %(kind)s::text <> 'open' OR s.open_tracking
+    SELECT t.id, t.kind, t.url_id, t.at, t.method, t.user_agent,
+           CASE WHEN s.truncate_ip THEN t.ip_short ELSE t.ip END,
+           t.reason <> '', t.reason
+    FROM verdict t, s
+    WHERE t.kind <> 'open' OR s.open_tracking
     RETURNING id
 ),
+marked AS (
+    SELECT DISTINCT ON (r.id) r.id, t.burst
+    FROM recent r JOIN verdict t ON t.n = r.n
+    WHERE t.burst <> ''
+    ORDER BY r.id, t.burst = '{r_trap_burst}' DESC
+),
 burst AS (
-    UPDATE {hit} h SET is_machine = true, machine_reason = reason.burst
-    FROM reason
-    WHERE reason.burst <> '' AND NOT h.is_machine AND h.id IN (SELECT id FROM recent)
+    -- By primary key (= ANY of an array): a join here would be hashed over the table.
+    UPDATE {hit} h
+    SET is_machine = true, machine_reason = (SELECT burst FROM marked WHERE marked.id = h.id)
+    WHERE h.id = ANY (ARRAY(SELECT id FROM marked)) AND NOT h.is_machine
     RETURNING h.id
 ),
 logged AS (
     INSERT INTO {log} (action, action_date, campaign_id, mass_email_id, queue_item_id,
                        content_type_id, object_id, tracking_url_id, email_address,
                        bounce_type, is_test)
-    SELECT a.action, %(at)s::timestamptz, target.campaign_id, target.mass_email_id, target.id,
-           target.content_type_id, target.object_id,
-           CASE WHEN a.action = 'clicked' THEN target.url_id END,
-           target.address, '', target.is_test
-    FROM target, s, (VALUES ('clicked'), ('opened')) AS a(action)
-    WHERE (a.action = 'clicked' AND %(kind)s::text = 'click')
-       OR (a.action = 'opened' AND %(kind)s::text IN ('click', 'open') AND s.open_tracking)
+    SELECT a.action, t.at, t.campaign_id, t.mass_email_id, t.id,
+           t.content_type_id, t.object_id,
+           CASE WHEN a.action = 'clicked' THEN t.url_id END,
+           t.address, '', t.is_test
+    FROM target t, s, (VALUES ('clicked'), ('opened')) AS a(action)
+    WHERE (a.action = 'clicked' AND t.kind = 'click')
+       OR (a.action = 'opened' AND t.kind IN ('click', 'open') AND s.open_tracking)
     ON CONFLICT DO NOTHING
     RETURNING id
 )
-SELECT target.url, target.action, target.message, s.commit_mode FROM target, s
+SELECT target.n, target.url, target.action, target.message, s.commit_mode FROM target, s
 """
 
 
@@ -536,34 +567,82 @@ def _hit_sql() -> str:
     )
 
 
-def _record_postgresql(
-    kind: str, uid: uuid.UUID, visit: Visit, tracking_url_id: int | None
-) -> Destination | None:
-    # The wrapper itself, not the `connection` proxy: every attribute read through
-    # the proxy is a context-local lookup, and this path reads several.
+@dataclass(frozen=True)
+class _PendingHit:
+    kind: str
+    uid: uuid.UUID
+    visit: Visit
+    tracking_url_id: int | None
+
+    def as_json(self, n: int) -> dict:
+        visit = self.visit
+        return {
+            "n": n,
+            "uid": str(self.uid),
+            "kind": str(self.kind),
+            "url_id": self.tracking_url_id,
+            "at": visit.at.isoformat(),
+            "method": visit.method[:10],
+            # PostgreSQL text cannot hold NUL; one such agent must not fail a batch.
+            "user_agent": visit.user_agent.replace("\x00", ""),
+            "ip": visit.ip,
+            "ip_short": truncate_ip(visit.ip),
+            "agent_reason": visit.agent_reason,
+        }
+
+
+def _write_hits(pending: Sequence[_PendingHit]) -> list[Destination | None | Exception]:
+    """Write a batch in one statement on this thread's connection; one outcome per hit.
+
+    If PostgreSQL refuses the batch for what one hit holds, each hit is written
+    alone, so only that hit's request fails.
+    """
     database = connections[DEFAULT_DB_ALIAS]
+    payload = json.dumps([hit.as_json(n) for n, hit in enumerate(pending)])
     params = {
         # Inside someone's transaction the setting would last for all of it: not there.
         "async": bool(getattr(settings, "MASSMAIL_HITS_ASYNC_COMMIT", False))
         and not database.in_atomic_block,
-        "kind": str(kind),
-        "uid": uid,
-        "url_id": tracking_url_id,
-        "at": visit.at,
-        "method": visit.method[:10],
-        "user_agent": visit.user_agent,
-        "ip": visit.ip,
-        "ip_short": truncate_ip(visit.ip),
-        "agent_reason": visit.agent_reason,
+        "hits": payload,
     }
-    row = _execute_prepared(database, params)
-    if row is None:
-        return None
-    url, action, message, _ = row
-    return Destination(url or "", action or "", message or "")
+    try:
+        rows = _execute_prepared(database, params)
+    except DataError:
+        if len(pending) == 1 or database.in_atomic_block:
+            raise
+        return [_outcome_alone(hit) for hit in pending]
+    found = {
+        n: Destination(url or "", action or "", message or "")
+        for n, url, action, message, _ in rows
+    }
+    return [found.get(n) for n in range(len(pending))]
 
 
-def _execute_prepared(database: BaseDatabaseWrapper, params: dict) -> tuple | None:
+def _outcome_alone(hit: _PendingHit) -> Destination | None | Exception:
+    try:
+        return _write_hits([hit])[0]
+    except DataError as error:
+        return error
+
+
+_group_commit: GroupCommit[_PendingHit, Destination | None] = GroupCommit(_write_hits)
+
+
+def _record_postgresql(
+    kind: str, uid: uuid.UUID, visit: Visit, tracking_url_id: int | None
+) -> Destination | None:
+    hit = _PendingHit(kind, uid, visit, tracking_url_id)
+    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        # Inside the caller's transaction the hit must be part of it (and roll back
+        # with it); other threads' hits must never be.
+        outcome = _write_hits([hit])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+    return _group_commit.submit(hit)
+
+
+def _execute_prepared(database: BaseDatabaseWrapper, params: dict) -> list[tuple]:
     """Run the statement, prepared, on Django's persistent connection, in one round trip.
 
     Planning this statement costs more than executing it: prepared once per
@@ -594,7 +673,7 @@ def _execute_prepared(database: BaseDatabaseWrapper, params: dict) -> tuple | No
 _ONLY_WHEN_ASKED = 2**31 - 1
 
 
-def _execute_once(database: BaseDatabaseWrapper, params: dict) -> tuple | None:
+def _execute_once(database: BaseDatabaseWrapper, params: dict) -> list[tuple]:
     prepare = bool(getattr(settings, "MASSMAIL_HITS_PREPARED", True))
     database.ensure_connection()
     raw = database.connection
@@ -602,4 +681,4 @@ def _execute_once(database: BaseDatabaseWrapper, params: dict) -> tuple | None:
         raw.prepare_threshold = _ONLY_WHEN_ASKED
     with database.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(_hit_sql(), params, prepare=prepare)
-        return cursor.fetchone()
+        return cursor.fetchall()
