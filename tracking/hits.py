@@ -634,11 +634,8 @@ def _record_postgresql(
     hit = _PendingHit(kind, uid, visit, tracking_url_id)
     if connections[DEFAULT_DB_ALIAS].in_atomic_block:
         # Inside the caller's transaction the hit must be part of it (and roll back
-        # with it); other threads' hits must never be.
-        outcome = _write_hits([hit])[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        # with it); other threads' hits must never be. Alone, a refused hit raises.
+        return _write_hits([hit])[0]
     return _group_commit.submit(hit)
 
 
