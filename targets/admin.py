@@ -268,7 +268,19 @@ if admin.site.is_registered(User):
 
 @admin.register(User)
 class TargetUserAdmin(TargetListActionsMixin, UserAdmin):
-    """Django's user admin plus the target-list actions (users are targets too)."""
+    """Django's user admin plus the target-list actions (users are targets too).
+
+    Only a superuser grants rights: for anyone else who may change users, the fields
+    that make staff, superusers, group members or permissions are read-only.
+    """
+
+    privileged_fields = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly += [name for name in self.privileged_fields if name not in readonly]
+        return readonly
 
 
 class MemberTypeFilter(admin.SimpleListFilter):
@@ -506,18 +518,45 @@ class ImportRunAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status"]
     list_select_related = ["target_list", "target_type"]
-    readonly_fields = [f.name for f in ImportRun._meta.fields if f.name != "id"] + ["row_errors"]
-    exclude = ["errors"]
+    readonly_fields = [
+        *(f.name for f in ImportRun._meta.fields if f.name not in ("id", "mapping", "errors")),
+        "column_mapping",
+        "row_errors",
+    ]
+    exclude = ["errors", "mapping"]
 
     def has_add_permission(self, request) -> bool:
         return False  # runs start from the target list's Import CSV page
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # status, mapping and progress belong to the importer
+
+    @admin.display(description="Columns")
+    def column_mapping(self, obj) -> str:
+        if not obj.mapping:
+            return "-"
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", sorted(obj.mapping.items()))
+        return format_html(
+            "<table><thead><tr><th>Field</th><th>CSV column</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
+
     @admin.display(description="Row errors")
     def row_errors(self, obj) -> str:
-        lines = [f"line {line}: {message}" for line, message in obj.errors]
-        more = obj.error_count - len(lines)
-        return format_html_join("\n", "<div>{}</div>", ((line,) for line in lines)) + (
-            format_html("<div>... and {} more</div>", more) if more > 0 else ""
+        if not obj.errors:
+            return "-"
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td></tr>", ((line, message) for line, message in obj.errors)
+        )
+        more = obj.error_count - len(obj.errors)
+        footer = (
+            format_html('<tr><td colspan="2">... and {} more</td></tr>', more) if more > 0 else ""
+        )
+        return format_html(
+            "<table><thead><tr><th>Line</th><th>Error</th></tr></thead><tbody>{}{}</tbody></table>",
+            rows,
+            footer,
         )
 
 
