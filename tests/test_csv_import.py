@@ -273,7 +273,7 @@ def test_admin_upload_map_preview_and_import(admin_client, settings, tmp_path):
     run.refresh_from_db()
     assert run.status == "done" and not run.file_path  # the stored upload is removed
     assert not list((tmp_path / "imports").iterdir())
-    assert "line 3" in admin_client.get(done.url).content.decode()
+    assert "<tr><td>3</td><td>" in admin_client.get(done.url).content.decode()  # row errors
 
 
 def test_admin_upload_of_a_bad_file_shows_the_error_and_stores_nothing(
