@@ -45,8 +45,9 @@ from django.utils import timezone  # noqa: E402
 
 from campaigns.models import Campaign, EmailTemplate  # noqa: E402
 from massmail import dkim as massmail_dkim  # noqa: E402
-from massmail.composition import prepare, recipient_contexts  # noqa: E402
+from massmail.composition import prepare  # noqa: E402
 from massmail.models import MassEmail, OutboundSettings, QueueItem  # noqa: E402
+from massmail.recipients import recipient_contexts  # noqa: E402
 from targets.models import Account, Contact, EmailAddress, RecordEmailAddress  # noqa: E402
 from tracking.models import TrackingUrl  # noqa: E402
 

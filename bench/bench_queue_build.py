@@ -4,7 +4,7 @@ Seeds a dedicated database set-based (generate_series): 4 target types (accounts
 contacts, leads, users), 3 including lists holding 1,000,000 memberships, an excluding
 list of 50,000 records, addresses shared between contacts and leads, some opted-out
 memberships, opted-out and invalid addresses. Then times, in the same run:
-- massmail.sending.build_queue: one INSERT ... SELECT DISTINCT ON;
+- massmail.queue.build_queue: one INSERT ... SELECT DISTINCT ON;
 - the baseline: the reference product's per-row algorithm (walk every member of every
   list, type by type, load its record and primary address, skip what was met, insert a
   queue item) re-expressed in the ORM, on a sample of the same lists, extrapolated.
@@ -35,7 +35,7 @@ from django.utils import timezone  # noqa: E402
 
 from campaigns.models import Campaign, EmailTemplate  # noqa: E402
 from massmail.models import MassEmail, QueueItem  # noqa: E402
-from massmail.sending import build_queue  # noqa: E402
+from massmail.queue import build_queue  # noqa: E402
 from targets.models import (  # noqa: E402
     Account,
     Contact,

@@ -66,9 +66,11 @@ from django.db import connection, connections  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from campaigns.models import Campaign, EmailTemplate  # noqa: E402
-from massmail.composition import prepare, recipient_contexts  # noqa: E402
+from massmail.composition import prepare  # noqa: E402
 from massmail.models import MassEmail, OutboundSettings, QueueItem  # noqa: E402
-from massmail.sending import build_queue, tick  # noqa: E402
+from massmail.queue import build_queue  # noqa: E402
+from massmail.recipients import recipient_contexts  # noqa: E402
+from massmail.sending import tick  # noqa: E402
 from targets.models import Contact, TargetList  # noqa: E402
 from tracking.models import TrackingUrl  # noqa: E402
 

@@ -6,6 +6,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from campaigns.models import Campaign, EmailTemplate
+from massmail.placeholders import validate_template
 
 
 class EmailTemplateForm(forms.ModelForm):
@@ -20,8 +21,6 @@ class EmailTemplateForm(forms.ModelForm):
         fields = "__all__"
 
     def clean(self) -> dict:
-        from massmail.composition import validate_template
-
         cleaned = super().clean()
         draft = EmailTemplate(
             subject=cleaned.get("subject") or "",

@@ -18,6 +18,8 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignLogRecord
+from massmail.models import OutboundSettings, QueueItem
+from tracking.models import TrackingUrl
 
 Action = CampaignLogRecord.Action
 Bounce = CampaignLogRecord.Bounce
@@ -142,8 +144,6 @@ def log_counts(campaign: Campaign, summary: LogSummary | None = None) -> dict[st
 
 
 def _campaign_items(campaign: Campaign, *, is_test: bool) -> QuerySet:
-    from massmail.models import QueueItem
-
     return QueueItem.objects.filter(mass_email__campaign=campaign, is_test=is_test).values("pk")
 
 
@@ -178,8 +178,6 @@ def campaign_statistics(
     raw hit of the campaign, so the campaign page fetches them separately.
     """
     if open_tracking is None:
-        from massmail.models import OutboundSettings
-
         open_tracking = OutboundSettings.load().open_tracking
     counts = log_counts(campaign, summary)
     stats = CampaignStatistics(campaign=campaign, open_tracking=open_tracking, **counts)
@@ -291,8 +289,6 @@ def link_clicks(campaign: Campaign, *, with_hits: bool = True) -> list[LinkClick
 
     with_hits=False leaves out the figures read from the raw hits (None).
     """
-    from tracking.models import TrackingUrl
-
     per_url = (
         log_of(campaign)
         .filter(action=Action.CLICKED, tracking_url__isnull=False)

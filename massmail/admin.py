@@ -13,9 +13,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from massmail import sending
-from massmail.dashboard import MassEmailDashboard
+from massmail.dashboard import MassEmailDashboard, progress_of
 from massmail.models import MassEmail, OutboundSettings, QueueItem
+from massmail.send_test import SendTestResult, send_test
 from targets.models import Account, Contact, Lead, validate_address
 
 
@@ -116,7 +116,7 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
     def sending_progress(self, obj: MassEmail) -> str:
         if obj.pk is None:
             return "-"
-        p = sending.progress(obj)
+        p = progress_of(obj)
         counts = format_html_join(
             ", ",
             "{} {}",
@@ -162,7 +162,7 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    _VERBS = {"pause": sending.pause, "resume": sending.resume, "cancel": sending.cancel}
+    _VERBS = ("pause", "resume", "cancel")
 
     def status_view(self, request, object_id: int, verb: str):
         """The Pause / Resume / Cancel buttons of the change page (POST only)."""
@@ -178,7 +178,7 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
 
     def _apply(self, request, mass_emails, verb: str) -> None:
         for mass_email in mass_emails:
-            if self._VERBS[verb](mass_email):
+            if getattr(mass_email, verb)():
                 self.message_user(request, f"{mass_email}: {mass_email.get_status_display()}.")
             else:
                 self.message_user(
@@ -220,7 +220,7 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
                     request, "A canceled mass email cannot be tested.", messages.ERROR
                 )
             else:
-                self._report_test(request, sending.send_test(mass_email, **form.recipients()))
+                self._report_test(request, send_test(mass_email, **form.recipients()))
                 return HttpResponseRedirect(
                     reverse("admin:massmail_massemail_change", args=[mass_email.pk])
                 )
@@ -234,7 +234,7 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/massmail/massemail/send_test.html", context)
 
-    def _report_test(self, request, result: sending.SendTestResult) -> None:
+    def _report_test(self, request, result: SendTestResult) -> None:
         if result.sent:
             self.message_user(request, f"Test sent to {', '.join(result.sent)}.")
         for who, why in result.skipped:
@@ -345,5 +345,5 @@ class QueueItemAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry (delivery unknown or failed items)", permissions=["retry"])
     def retry_action(self, request, queryset) -> None:
-        retried = sending.retry(queryset)
+        retried = queryset.retry()
         self.message_user(request, f"{retried} item(s) back to Pending; the next tick sends them.")

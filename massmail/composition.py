@@ -20,15 +20,11 @@ providers through `render_email_message()`, with the same content.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import html
 import re
 import secrets
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime, parseaddr
+from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
 import html2text
@@ -38,218 +34,36 @@ from django.core.mail import EmailMultiAlternatives
 
 from massmail import verp
 from massmail.dkim import DkimSigner, configured_signer
+from massmail.mime import (
+    CRLF,
+    SOFT_BREAK,
+    ascii_address,
+    crlf,
+    date_header,
+    domain_of,
+    mailbox,
+    qp,
+    unstructured,
+)
+from massmail.models import MassEmail, OutboundSettings, QueueItem
 from massmail.placeholders import (
     OPEN_PIXEL_KEY,
     OPT_OUT_KEYS,
     TRAP_KEY,
-    RecipientContext,
-    Resolver,
-    context_for,
+    CompositionError,
     keys_in,
-    recipient_contexts,
+    resolver_for,
     split,
-    template_errors,
+    validate_mass_email,
 )
+from massmail.recipients import RecipientContext
 
 if TYPE_CHECKING:
     from campaigns.models import Campaign, EmailTemplate
-    from massmail.models import MassEmail, OutboundSettings, QueueItem
 
-__all__ = [
-    "CompositionError",
-    "PreparedMessage",
-    "RecipientContext",
-    "Rendered",
-    "context_for",
-    "prepare",
-    "recipient_contexts",
-    "validate_mass_email",
-    "validate_template",
-]
 
-CRLF = "\r\n"
-SOFT_BREAK = b"=\r\n"
-# Folding limit for headers we fold ourselves (RFC 5322 recommends 78).
-HEADER_WIDTH = 78
-# Characters that force a display name into quotes (RFC 5322 specials).
-_SPECIALS = frozenset('()<>[]:;@\\,."')
 _CELL_END = re.compile(r"(</t[dh]\s*>)", re.IGNORECASE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
-# {optOutLink} as an attribute value would put an <a> element inside an attribute.
-_LINK_IN_ATTRIBUTE = re.compile(r"=\s*[\"']?\{optOutLink\}")
-
-
-class CompositionError(ValueError):
-    """The mass email cannot be composed; `errors` says why, for a person to fix."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
-
-
-# -- validation ------------------------------------------------------------------------
-
-
-def validate_template(template: EmailTemplate, campaign: Campaign | None = None) -> list[str]:
-    """Errors for placeholders in the template that would not render; [] when fine.
-
-    With a campaign, {trackingUrl:<id>} must be one of its tracking URLs; without,
-    it must exist at all.
-    """
-    bodies = [template.body_html or "", template.body_text or ""]
-    errors = template_errors(template.subject or "", bodies, _resolver(bodies, campaign))
-    if _LINK_IN_ATTRIBUTE.search(bodies[0]):
-        errors.append('{optOutLink} is a whole link; inside href="..." use {optOutUrl}.')
-    return errors
-
-
-def validate_mass_email(mass_email: MassEmail) -> list[str]:
-    """Errors that would make the mass email's messages wrong; [] when fine."""
-    campaign = mass_email.campaign
-    template = mass_email.email_template
-    errors = validate_template(template, campaign)
-    if campaign.is_informational:
-        used = set(keys_in(template.body_html or "")) | set(keys_in(template.body_text or ""))
-        for key in sorted(used & OPT_OUT_KEYS):
-            errors.append(
-                f"{{{key}}}: informational emails have no unsubscribe page; remove the link."
-            )
-    return errors
-
-
-def _resolver(bodies: list[str], campaign: Campaign | None, site_url: str = "") -> Resolver:
-    from tracking.models import TrackingUrl
-
-    named = {
-        int(key.partition(":")[2])
-        for body in bodies
-        for key in keys_in(body)
-        if key.startswith("trackingUrl:") and key.partition(":")[2].isdigit()
-    }
-    existing = dict(TrackingUrl.objects.filter(pk__in=named).values_list("pk", "campaign_id"))
-    if campaign is None:
-        return Resolver(site_url, tracking_urls=existing)
-    allowed = [pk for pk, campaign_id in existing.items() if campaign_id == campaign.pk]
-    foreign = [pk for pk, campaign_id in existing.items() if campaign_id != campaign.pk]
-    return Resolver(site_url, tracking_urls=allowed, foreign_tracking_urls=foreign)
-
-
-# -- encoding helpers ---------------------------------------------------------------------
-
-
-def _crlf(text: str) -> str:
-    if "\r" in text or "\n" in text:
-        return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", CRLF)
-    return text
-
-
-def _qp(text: str) -> bytes:
-    """Quoted-printable for one piece; its last line leaves room for a soft break."""
-    if text.isascii() and text.isprintable() and "=" not in text and not text.endswith(" "):
-        # Nothing to escape: only cut into lines (most values, and every link).
-        if len(text) < 76:
-            return text.encode()
-        return "=\r\n".join([text[i : i + 75] for i in range(0, len(text), 75)]).encode()
-    encoded = binascii.b2a_qp(text.encode(), istext=True)
-    # b2a_qp writes soft breaks with a bare LF unless the text's first line ends in CRLF.
-    encoded = encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if len(encoded) - encoded.rfind(b"\n") > 75:
-        encoded += SOFT_BREAK
-    return encoded
-
-
-def _encoded_words(text: str, used: int) -> str:
-    """RFC 2047 base64 encoded words, folded, never splitting a UTF-8 character."""
-    data = text.encode()
-    words, start = [], 0
-    room = max(12, (HEADER_WIDTH - used - 12) // 4 * 3)
-    while start < len(data):
-        end = min(start + room, len(data))
-        while end < len(data) and (data[end] & 0xC0) == 0x80:
-            end -= 1
-        words.append(f"=?utf-8?b?{base64.b64encode(data[start:end]).decode()}?=")
-        start, room = end, 45
-    return (CRLF + " ").join(words)
-
-
-def _unstructured(name: str, value: str) -> str:
-    """A whole header line for free text (Subject, List-Id...), folded; runs of
-    whitespace (line breaks included) become one space."""
-    value = " ".join(value.split())
-    line = f"{name}: {value}"
-    if value.isascii() and "=?" not in value:
-        if len(line) <= HEADER_WIDTH:
-            return line + CRLF
-        folded = _fold_ascii(name, value)
-        if folded:
-            return folded
-    return f"{name}: {_encoded_words(value, len(name) + 2)}{CRLF}"
-
-
-def _fold_ascii(name: str, value: str) -> str | None:
-    """Fold at spaces; the first word stays on the header name's line."""
-    words = value.split(" ")
-    lines, current = [], f"{name}: {words[0]}"
-    for word in words[1:]:
-        if len(current) + 1 + len(word) > HEADER_WIDTH:
-            lines.append(current)
-            current = word
-        else:
-            current = f"{current} {word}"
-    lines.append(current)
-    if max(map(len, lines)) > 990:
-        return None
-    return (CRLF + " ").join(lines) + CRLF
-
-
-def _ascii_address(address: str) -> str:
-    """The address with an internationalised domain in IDNA form.
-
-    A non-ASCII local part stays UTF-8 and needs an SMTPUTF8 server.
-    """
-    if address.isascii():
-        return address
-    local, _, domain = address.rpartition("@")
-    try:
-        return f"{local}@{domain.encode('idna').decode()}"
-    except UnicodeError:
-        return address
-
-
-def _mailbox(name: str, address: str) -> tuple[str, str]:
-    """(header form, readable form) of `Name <address>`."""
-    address = _ascii_address(address)
-    name = " ".join(name.split())
-    if not name:
-        return address, address
-    if not name.isascii() or "=?" in name:
-        return f"{_encoded_words(name, 30)} <{address}>", f"{name} <{address}>"
-    if any(char in _SPECIALS for char in name):
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-        name = f'"{quoted}"'
-    readable = f"{name} <{address}>"
-    return readable, readable
-
-
-def _domain(address: str) -> str:
-    domain = address.rpartition("@")[2].strip().lower()
-    try:
-        return domain.encode("idna").decode() if not domain.isascii() else domain
-    except UnicodeError:
-        return domain
-
-
-_date: tuple[int, str] = (-1, "")
-
-
-def _date_header() -> str:
-    global _date
-    second, cached = _date
-    if second != int(time.time()):
-        now = datetime.now(UTC)
-        cached = format_datetime(now)
-        _date = (int(now.timestamp()), cached)
-    return cached
 
 
 # -- the template split into literals and placeholders -----------------------------------
@@ -259,8 +73,8 @@ class _Body:
     """One body (HTML or text): literal segments, keys, and the literals QP-encoded."""
 
     def __init__(self, text: str) -> None:
-        self.literals, self.keys = split(_crlf(text))
-        self.encoded_literals = tuple(_qp(literal) for literal in self.literals)
+        self.literals, self.keys = split(crlf(text))
+        self.encoded_literals = tuple(qp(literal) for literal in self.literals)
 
     def join(self, values: dict[str, str]) -> str:
         out = [self.literals[0]]
@@ -285,7 +99,7 @@ class _Body:
 def _html_value(key: str, value: str) -> str:
     if key == "optOutLink":
         return f'<a href="{html.escape(value)}">Unsubscribe</a>'
-    return _crlf(html.escape(value))
+    return crlf(html.escape(value))
 
 
 def _html_additions(prepared: PreparedMessage, html_keys: set[str]) -> list[str]:
@@ -416,7 +230,7 @@ class PreparedMessage:
             )
         self.from_address = address
         self.from_name = mass_email.from_name or name
-        self.domain = _domain(address)
+        self.domain = domain_of(address)
         if mass_email.reply_to_address:
             self.reply_to = (mass_email.reply_to_address, mass_email.reply_to_name)
         elif group and group.reply_to_address:
@@ -439,7 +253,7 @@ class PreparedMessage:
         self.html = _Body(body_html)
         self.text = _Body(body_text)
         bodies = [body_html, body_text]
-        resolver = _resolver(bodies, self.campaign, self.site_url)
+        resolver = resolver_for(bodies, self.campaign, self.site_url)
         getters = {key: resolver.getter(key, in_subject=True) for key in self.subject_keys}
         for key in (*self.html.keys, *self.text.keys):
             getters.setdefault(key, resolver.getter(key))
@@ -450,18 +264,18 @@ class PreparedMessage:
     def _static_headers(
         self, mass_email: MassEmail, campaign: Campaign, outbound: OutboundSettings
     ) -> None:
-        from_header, from_readable = _mailbox(self.from_name, self.from_address)
+        from_header, from_readable = mailbox(self.from_name, self.from_address)
         head = [f"From: {from_header}"]
         readable = {"From": from_readable}
         if self.reply_to:
-            reply_header, reply_readable = _mailbox(self.reply_to[1], self.reply_to[0])
+            reply_header, reply_readable = mailbox(self.reply_to[1], self.reply_to[0])
             head.append(f"Reply-To: {reply_header}")
             readable["Reply-To"] = reply_readable
         list_id = outbound.list_id or self._default_list_id(campaign)
         tail = []
         if self.list_unsubscribe:
             tail.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
-        tail.append(_unstructured("List-Id", list_id).rstrip(CRLF))
+        tail.append(unstructured("List-Id", list_id).rstrip(CRLF))
         tail.append("Precedence: bulk")
         if campaign.type in (campaign.Type.NEWSLETTER, campaign.Type.INFORMATIONAL):
             tail += ["Auto-Submitted: auto-generated", "X-Auto-Response-Suppress: AutoReply"]
@@ -501,14 +315,14 @@ class PreparedMessage:
         values = {key: getter(item, context) for key, getter in self.getters.items()}
         subject = self._subject(values)
         html_values = {key: _html_value(key, values[key]) for key in self.html.keys}
-        text_values = {key: _crlf(values[key]) for key in self.text.keys}
+        text_values = {key: crlf(values[key]) for key in self.text.keys}
         uid = str(item.uid)
         message_id = f"q-{uid}.{self.nonce}@{self.domain}"
-        to_header, to_readable = _mailbox(context.name, context.address)
-        date = _date_header()
+        to_header, to_readable = mailbox(context.name, context.address)
+        date = date_header()
         lines = [
             f"To: {to_header}\r\n",
-            _unstructured("Subject", subject),
+            unstructured("Subject", subject),
             f"Date: {date}\r\nMessage-ID: <{message_id}>\r\nX-Queue-Item-Id: {uid}\r\n",
         ]
         headers = dict(self.readable_static)
@@ -525,9 +339,9 @@ class PreparedMessage:
                 "".join(lines).encode(),
                 self.tail,
                 self.mime_head,
-                *self.text.encoded({key: _qp(value) for key, value in text_values.items()}),
+                *self.text.encoded({key: qp(value) for key, value in text_values.items()}),
                 self.mime_middle,
-                *self.html.encoded({key: _qp(value) for key, value in html_values.items()}),
+                *self.html.encoded({key: qp(value) for key, value in html_values.items()}),
                 self.mime_end,
             ]
         )
@@ -536,7 +350,7 @@ class PreparedMessage:
         return Rendered(
             raw=raw,
             mail_from=self.envelope_sender(item),
-            rcpt_to=_ascii_address(context.address),
+            rcpt_to=ascii_address(context.address),
             message_id=message_id,
             subject=subject,
             headers=headers,
@@ -603,6 +417,4 @@ def prepare(
     `is_test` is kept on the result for the caller: a Send Test sends the real
     message, so it changes nothing in the content.
     """
-    from massmail.models import OutboundSettings
-
     return PreparedMessage(mass_email, outbound or OutboundSettings.load(), is_test=is_test)

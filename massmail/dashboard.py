@@ -1,24 +1,88 @@
-"""The mass email page's panels: progress bar, next portion, last errors, pre-send checks,
-and the Preview page. A mixin for MassEmailAdmin; the work is done by massmail.sending,
-massmail.checks and massmail.preview."""
+"""The mass email page: its progress (counts by status, when the next portion goes), the
+panels (progress bar, last errors, pre-send checks) and the Preview page. The panels
+are a mixin for MassEmailAdmin; checks and previews are done by massmail.presend and
+massmail.preview."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
-from massmail import sending
-from massmail.checks import presend_warnings
-from massmail.composition import CompositionError
-from massmail.models import MassEmail, QueueItem
+from massmail.models import MassEmail, OutboundSettings, QueueItem
+from massmail.placeholders import CompositionError
+from massmail.presend import presend_warnings
 from massmail.preview import candidates, key_for_address, preview
+from massmail.schedule import next_tick_at
+from massmail.sending import CAP_WINDOW, tick_interval_minutes, used_in_window
 
 LAST_ERRORS = 10
+Status = QueueItem.Status
+
+
+@dataclass
+class Progress:
+    total: int
+    sent: int
+    failed: int
+    pending: int
+    sending: int
+    unknown: int
+    canceled: int
+    next_portion_at: datetime | None
+
+
+def progress_of(mass_email: MassEmail, now: datetime | None = None) -> Progress:
+    """What the mass email page shows: counts by status and when the next portion goes."""
+    now = now or timezone.now()
+    counts = dict(
+        mass_email.queue_items.filter(is_test=False)
+        .values_list("status")
+        .annotate(n=models.Count("id"))
+        .values_list("status", "n")
+    )
+    waiting = counts.get(Status.PENDING, 0) and mass_email.status == MassEmail.Status.IN_PROCESS
+    return Progress(
+        total=sum(counts.values()),
+        sent=counts.get(Status.SENT, 0),
+        failed=counts.get(Status.FAILED, 0),
+        pending=counts.get(Status.PENDING, 0),
+        sending=counts.get(Status.SENDING, 0),
+        unknown=counts.get(Status.UNKNOWN, 0),
+        canceled=counts.get(Status.CANCELED, 0),
+        next_portion_at=next_portion_at(now) if waiting else None,
+    )
+
+
+def next_portion_at(now: datetime) -> datetime | None:
+    """The next tick at which the hourly cap leaves room (None: no schedule enabled)."""
+    tick_at = next_tick_at(now)
+    if tick_at is None:
+        return None
+    outbound = OutboundSettings.load()
+    if used_in_window(tick_at) < outbound.max_per_hour:
+        return tick_at
+    # Full: room comes back when the oldest message in the window leaves it.
+    oldest = (
+        QueueItem.objects.filter(sent_at__gte=now - CAP_WINDOW)
+        .order_by("sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+    if oldest is None:
+        return tick_at
+    room_at = oldest + CAP_WINDOW
+    interval = timedelta(minutes=tick_interval_minutes())
+    while tick_at < room_at:
+        tick_at += interval
+    return tick_at
 
 
 @dataclass(frozen=True)
@@ -29,7 +93,7 @@ class Segment:
     percent: float
 
 
-def progress_segments(progress: sending.Progress) -> list[Segment]:
+def progress_segments(progress: Progress) -> list[Segment]:
     """The progress bar: each status as a share of the queue (test items not counted)."""
     parts = [
         ("sent", "Sent", progress.sent),
@@ -78,7 +142,7 @@ class MassEmailDashboard:
         return super().change_view(request, object_id, form_url, extra_context)
 
     def dashboard_context(self, mass_email: MassEmail) -> dict:
-        progress = sending.progress(mass_email)
+        progress = progress_of(mass_email)
         return {
             "progress": progress,
             "progress_segments": progress_segments(progress),

@@ -9,8 +9,10 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models
-from django.db.models import Q
+from django.db import models, transaction
+from django.db.models import Exists, OuterRef, Q
+
+from massmail.placeholders import validate_mass_email
 
 
 class OutboundSettings(models.Model):
@@ -100,6 +102,8 @@ class MassEmail(models.Model):
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Canceled"
 
+    CANCELABLE = (Status.DRAFT, Status.PENDING, Status.IN_PROCESS, Status.PAUSED)
+
     campaign = models.ForeignKey(
         "campaigns.Campaign", on_delete=models.CASCADE, related_name="mass_emails"
     )
@@ -154,8 +158,6 @@ class MassEmail(models.Model):
             )
         if self.campaign_id and self.email_template_id:
             # A placeholder that cannot render is refused now, not found in sent mail.
-            from massmail.composition import validate_mass_email
-
             errors = validate_mass_email(self)
             if errors:
                 raise ValidationError({"email_template": errors})
@@ -170,12 +172,53 @@ class MassEmail(models.Model):
         return self.status == self.Status.PAUSED
 
     def can_cancel(self) -> bool:
-        return self.status in (
-            self.Status.DRAFT,
-            self.Status.PENDING,
-            self.Status.IN_PROCESS,
-            self.Status.PAUSED,
+        return self.status in self.CANCELABLE
+
+    # -- the lifecycle actions: each a conditional UPDATE, so two clicks act once
+
+    def pause(self) -> bool:
+        """A paused mass email sends nothing and keeps its queue."""
+        return self._move(self.Status.PAUSED, [self.Status.PENDING, self.Status.IN_PROCESS])
+
+    def resume(self) -> bool:
+        """Back to In Process, or Pending when its queue was never built."""
+        target = self.Status.IN_PROCESS if self.queue_built_at else self.Status.PENDING
+        return self._move(target, [self.Status.PAUSED])
+
+    def cancel(self) -> bool:
+        """Canceled for good: its pending items are canceled (items being sent finish)."""
+        with transaction.atomic():
+            moved = self._move(self.Status.CANCELED, list(self.CANCELABLE))
+            if moved:
+                self.queue_items.filter(status=QueueItem.Status.PENDING, is_test=False).update(
+                    status=QueueItem.Status.CANCELED
+                )
+        return moved
+
+    def _move(self, status: str, allowed: list[str]) -> bool:
+        moved = MassEmail.objects.filter(pk=self.pk, status__in=allowed).update(status=status)
+        if moved:
+            self.status = status
+        return bool(moved)
+
+
+class QueueItemQuerySet(models.QuerySet):
+    def retry(self) -> int:
+        """Put Delivery unknown or Failed items back to Pending (the admin's "Retry")."""
+        Status = QueueItem.Status
+        retried = self.filter(status__in=[Status.UNKNOWN, Status.FAILED], is_test=False).update(
+            status=Status.PENDING,
+            attempt_count=0,
+            next_attempt_at=None,
+            claimed_at=None,
+            claimed_by="",
+            last_error="",
         )
+        # A mass email completed meanwhile goes back to sending them.
+        MassEmail.objects.filter(status=MassEmail.Status.COMPLETE).filter(
+            Exists(QueueItem.objects.filter(mass_email=OuterRef("pk"), status=Status.PENDING))
+        ).update(status=MassEmail.Status.IN_PROCESS)
+        return retried
 
 
 class QueueItem(models.Model):
@@ -230,6 +273,8 @@ class QueueItem(models.Model):
     message_id = models.CharField("Message-ID", max_length=255, blank=True)
     is_test = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = QueueItemQuerySet.as_manager()
 
     class Meta:
         verbose_name = "queue item"

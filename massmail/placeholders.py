@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -31,11 +29,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from targets.registry import TargetType, target_type_by_key, target_type_for, target_types
+from targets.registry import TargetType, target_type_by_key, target_types
 from tracking import links
+from tracking.models import TrackingUrl
 
 if TYPE_CHECKING:
-    from massmail.models import QueueItem
+    from campaigns.models import Campaign, EmailTemplate
+    from massmail.models import MassEmail, QueueItem
+    from massmail.recipients import RecipientContext
 
 # What the segmenter treats as a placeholder. CSS such as `a{color:red}` or
 # `{ margin: 0 }` never matches: names are bare identifiers joined by dots.
@@ -51,36 +52,20 @@ PERSON = "Person"
 PERSON_BASICS = ("firstName", "lastName", "name", "emailAddress")
 # Never exposed in a message, whatever a template asks for.
 HIDDEN_FIELDS = frozenset({"password"})
-# Records fetched per query when a portion is large (SQLite's parameter limit).
-_CHUNK = 2000
 
 Getter = Callable[["QueueItem", "RecipientContext"], str]
 
 
+class CompositionError(ValueError):
+    """The mass email cannot be composed; `errors` says why, for a person to fix."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
 class PlaceholderError(ValueError):
     """A placeholder that cannot be rendered; the message says which and why."""
-
-
-@dataclass(slots=True)
-class RecipientContext:
-    """What placeholders need about one recipient, loaded for a whole portion at once.
-
-    `target` is the target record with its one-hop foreign keys already joined
-    (None for a typed test address, or when the record was deleted: then
-    `target_missing` is True). `type_key` is the registry key (Contact, Lead,
-    Account, User or a custom model's class name).
-    """
-
-    address: str
-    target: models.Model | None = None
-    type_key: str | None = None
-    is_person: bool = False
-    name: str = ""
-    target_missing: bool = False
-
-    def value(self, field: str) -> str:
-        """A field of the target by its model name (first_name), "" when absent."""
-        return display(getattr(self.target, field, None)) if self.target is not None else ""
 
 
 def split(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -106,17 +91,6 @@ def display(value: object) -> str:
 def snake(name: str) -> str:
     """firstName -> first_name, accountName -> account_name (snake_case stays as it is)."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-def display_name(record: models.Model | None) -> str:
-    """A person's "First Last", a company's name; "" when the record has neither."""
-    if record is None:
-        return ""
-    first, last = getattr(record, "first_name", None), getattr(record, "last_name", None)
-    if first is not None or last is not None:
-        return " ".join(part for part in (first, last) if part)
-    name = getattr(record, "name", None)
-    return str(name) if isinstance(name, str) else ""
 
 
 # -- which attributes a template may name ------------------------------------------
@@ -344,82 +318,51 @@ def template_errors(subject: str, bodies: Sequence[str], resolver: Resolver) -> 
     return errors
 
 
-# -- loading recipients -------------------------------------------------------------------
+# {optOutLink} as an attribute value would put an <a> element inside an attribute.
+_LINK_IN_ATTRIBUTE = re.compile(r"=\s*[\"']?\{optOutLink\}")
 
 
-def recipient_contexts(items: Sequence[QueueItem]) -> dict[int, RecipientContext]:
-    """Contexts keyed by queue item id: one query per target type (plus one for
-    addresses when the items were loaded without them), never one per item."""
-    _load_addresses(items)
-    types = {
-        content_type_id: target_type_for(content_type_id)
-        for content_type_id in {item.content_type_id for item in items if item.content_type_id}
+# -- validating templates and mass emails ------------------------------------------
+
+
+def validate_template(template: EmailTemplate, campaign: Campaign | None = None) -> list[str]:
+    """Errors for placeholders in the template that would not render; [] when fine.
+
+    With a campaign, {trackingUrl:<id>} must be one of its tracking URLs; without,
+    it must exist at all.
+    """
+    bodies = [template.body_html or "", template.body_text or ""]
+    errors = template_errors(template.subject or "", bodies, resolver_for(bodies, campaign))
+    if _LINK_IN_ATTRIBUTE.search(bodies[0]):
+        errors.append('{optOutLink} is a whole link; inside href="..." use {optOutUrl}.')
+    return errors
+
+
+def validate_mass_email(mass_email: MassEmail) -> list[str]:
+    """Errors that would make the mass email's messages wrong; [] when fine."""
+    campaign = mass_email.campaign
+    template = mass_email.email_template
+    errors = validate_template(template, campaign)
+    if campaign.is_informational:
+        used = set(keys_in(template.body_html or "")) | set(keys_in(template.body_text or ""))
+        for key in sorted(used & OPT_OUT_KEYS):
+            errors.append(
+                f"{{{key}}}: informational emails have no unsubscribe page; remove the link."
+            )
+    return errors
+
+
+def resolver_for(bodies: list[str], campaign: Campaign | None, site_url: str = "") -> Resolver:
+    """A resolver that allows the campaign's tracking URLs (any existing one without)."""
+    named = {
+        int(key.partition(":")[2])
+        for body in bodies
+        for key in keys_in(body)
+        if key.startswith("trackingUrl:") and key.partition(":")[2].isdigit()
     }
-    records = _load_records(items, types)
-    return {item.id: _context(item, records, types) for item in items}
-
-
-def context_for(address: str, record: models.Model | None = None) -> RecipientContext:
-    """A context for one recipient outside a queue (previews, tests)."""
-    target_type = target_type_for(type(record)) if record is not None else None
-    return RecipientContext(
-        address=address,
-        target=record,
-        type_key=target_type.key if target_type else None,
-        is_person=bool(target_type and target_type.is_person),
-        name=display_name(record),
-    )
-
-
-def _load_addresses(items: Sequence[QueueItem]) -> None:
-    from massmail.models import QueueItem
-    from targets.models import EmailAddress
-
-    field = QueueItem._meta.get_field("email_address")
-    missing = [item for item in items if not field.is_cached(item)]
-    if not missing:
-        return
-    found = EmailAddress.objects.in_bulk({item.email_address_id for item in missing})
-    for item in missing:
-        item.email_address = found[item.email_address_id]
-
-
-def _load_records(
-    items: Sequence[QueueItem], types: dict[int, TargetType | None]
-) -> dict[tuple[int, int], models.Model]:
-    wanted: dict[int, set[int]] = defaultdict(set)
-    for item in items:
-        if item.content_type_id and item.object_id is not None:
-            wanted[item.content_type_id].add(item.object_id)
-    records: dict[tuple[int, int], models.Model] = {}
-    for content_type_id, ids in wanted.items():
-        target_type = types[content_type_id]
-        if target_type is None:
-            continue
-        model = target_type.model
-        ordered = sorted(ids)
-        for start in range(0, len(ordered), _CHUNK):
-            queryset = model._default_manager.filter(pk__in=ordered[start : start + _CHUNK])
-            for record in queryset.select_related(*one_hop_fields(model)):
-                records[(content_type_id, record.pk)] = record
-    return records
-
-
-def _context(
-    item: QueueItem,
-    records: dict[tuple[int, int], models.Model],
-    types: dict[int, TargetType | None],
-) -> RecipientContext:
-    address = item.email_address.address
-    if not item.content_type_id:
-        return RecipientContext(address=address)
-    target_type = types[item.content_type_id]
-    record = records.get((item.content_type_id, item.object_id))
-    return RecipientContext(
-        address=address,
-        target=record,
-        type_key=target_type.key if target_type else None,
-        is_person=bool(target_type and target_type.is_person),
-        name=display_name(record),
-        target_missing=record is None,
-    )
+    existing = dict(TrackingUrl.objects.filter(pk__in=named).values_list("pk", "campaign_id"))
+    if campaign is None:
+        return Resolver(site_url, tracking_urls=existing)
+    allowed = [pk for pk, campaign_id in existing.items() if campaign_id == campaign.pk]
+    foreign = [pk for pk, campaign_id in existing.items() if campaign_id != campaign.pk]
+    return Resolver(site_url, tracking_urls=allowed, foreign_tracking_urls=foreign)

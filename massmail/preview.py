@@ -17,9 +17,10 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import Exists, OuterRef, Subquery
 
-from massmail.composition import Rendered, context_for, prepare, recipient_contexts
+from massmail.composition import Rendered, prepare
 from massmail.models import MassEmail, QueueItem
 from massmail.placeholders import OPEN_PIXEL_KEY, TRAP_KEY
+from massmail.recipients import context_for, recipient_contexts
 from targets.models import (
     RecordEmailAddress,
     TargetListMember,

@@ -13,6 +13,8 @@ from __future__ import annotations
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
+from targets.registry import target_types
+
 MARKETERS = "Marketers"
 
 ALL = ("view", "add", "change", "delete")
@@ -49,8 +51,6 @@ MARKETER_PERMISSIONS: dict[str, tuple[str, ...]] = {
 
 def marketer_permissions() -> dict[str, tuple[str, ...]]:
     """The whitelist plus full rights on the deployment's custom target types."""
-    from targets.registry import target_types
-
     granted = dict(MARKETER_PERMISSIONS)
     for target_type in target_types():
         label = target_type.model._meta.label_lower

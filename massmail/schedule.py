@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 TASK_NAME = "Send mass emails"
 TASK = "massmail.tasks.send_mass_emails"
 
 
 def _periodic_task():
-    from django_celery_beat.models import PeriodicTask
-
     return (
         PeriodicTask.objects.filter(task=TASK, enabled=True)
         .select_related("interval", "crontab")

@@ -1,7 +1,8 @@
-"""The sending engine: build queues, claim portions within the hourly cap, send, reconcile.
+"""The sending engine: claim portions within the hourly cap, send, record, reconcile.
 
 The database is the queue of record. A tick (Celery beat task, or
-`manage.py send_mass_emails`) builds the queues that are due, then sends portions:
+`manage.py send_mass_emails`) builds the queues that are due (massmail.queue), then
+sends portions:
 
 1. Claim. Under one lock that every tick shares (`select_for_update` on the outbound
    settings row), the budget is the hourly cap minus the items sent in the last 60
@@ -57,17 +58,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.contenttypes.models import ContentType
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from bounces.classify import HARD, Report, Verdict
+from bounces.effects import apply_report
 from campaigns.models import Campaign, CampaignLogRecord
+from massmail.composition import PreparedMessage, prepare
 from massmail.models import MassEmail, OutboundSettings, QueueItem
-from massmail.transport import Transport, TransportError, transport_for
-from targets.exclusion import excluded_address_ids
-from targets.models import EmailAddress, RecordEmailAddress, TargetListMember
-from targets.registry import target_types
+from massmail.queue import build_due_queues
+from massmail.recipients import RecipientContext, recipient_contexts
+from massmail.schedule import tick_interval
+from massmail.sql import flatten, sql_placeholders
+from massmail.transport import Transport, TransportError, enhanced_status, transport_for
+from targets.models import EmailAddress
 
 log = logging.getLogger(__name__)
 
@@ -88,148 +93,6 @@ Status = QueueItem.Status
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-# ---------------------------------------------------------------- queue building
-
-
-def build_due_queues(now: datetime | None = None) -> list[int]:
-    """Build the queue of every Pending mass email whose start has passed."""
-    now = now or timezone.now()
-    due = MassEmail.objects.filter(status=MassEmail.Status.PENDING, start_at__lte=now).exclude(
-        campaign__status=Campaign.Status.INACTIVE
-    )
-    return [pk for pk in due.values_list("pk", flat=True) if build_queue(pk, now=now) is not None]
-
-
-def build_queue(mass_email_id: int, *, now: datetime | None = None) -> int | None:
-    """Queue one item per unique address; the count, or None when not due (idempotent)."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        mass_email = (
-            MassEmail.objects.select_for_update(of=("self",))
-            .select_related("campaign")
-            .filter(pk=mass_email_id)
-            .first()
-        )
-        if not _is_due(mass_email, now):
-            return None
-        count = _insert_queue_items(mass_email, now)
-        mass_email.status = MassEmail.Status.IN_PROCESS if count else MassEmail.Status.COMPLETE
-        mass_email.queue_built_at = now
-        mass_email.save(update_fields=["status", "queue_built_at"])
-    return count
-
-
-def _is_due(mass_email: MassEmail | None, now: datetime) -> bool:
-    return (
-        mass_email is not None
-        and mass_email.status == MassEmail.Status.PENDING
-        and mass_email.start_at <= now
-        and mass_email.campaign.status != Campaign.Status.INACTIVE
-    )
-
-
-def _list_ids(mass_email: MassEmail) -> tuple[list[int], list[int]]:
-    """Including lists in the order they were added, and excluding ones (campaign's if empty)."""
-    including = mass_email.target_lists.through.objects.filter(massemail=mass_email)
-    list_ids = list(including.order_by("id").values_list("targetlist_id", flat=True))
-    excluding = list(mass_email.excluding_target_lists.values_list("pk", flat=True))
-    if not list_ids:
-        campaign_lists = mass_email.campaign.target_lists.through.objects.filter(
-            campaign=mass_email.campaign
-        )
-        list_ids = list(campaign_lists.order_by("id").values_list("targetlist_id", flat=True))
-        excluding = excluding or list(
-            mass_email.campaign.excluding_target_lists.values_list("pk", flat=True)
-        )
-    return list_ids, excluding
-
-
-def _insert_queue_items(mass_email: MassEmail, now: datetime) -> int:
-    list_ids, excluding_ids = _list_ids(mass_email)
-    if not list_ids:
-        return 0
-    candidates, params = _candidates_sql(mass_email, list_ids, excluding_ids)
-    if connection.vendor == "postgresql":
-        uid = "gen_random_uuid()"
-        one_per_address = (
-            f"SELECT DISTINCT ON (email_address_id) * FROM ({candidates}) c"
-            " ORDER BY email_address_id, type_order, list_order, object_id"
-        )
-    else:
-        # Django keeps UUIDField as char(32) hex on SQLite.
-        uid = "lower(hex(randomblob(16)))"
-        one_per_address = (
-            "SELECT * FROM (SELECT c.*, ROW_NUMBER() OVER (PARTITION BY email_address_id"
-            f" ORDER BY type_order, list_order, object_id) AS rank FROM ({candidates}) c)"
-            " WHERE rank = 1"
-        )
-    table = QueueItem._meta.db_table
-    sql = (
-        f"INSERT INTO {table} (uid, mass_email_id, content_type_id, object_id,"
-        " email_address_id, status, attempt_count, last_error, claimed_by, message_id,"
-        f" is_test, created_at) SELECT {uid}, %s, content_type_id, object_id,"
-        " email_address_id, %s, 0, '', '', '', %s, %s"
-        # Rows go in address order (what DISTINCT ON yields anyway): no second sort, and
-        # the (mass email, address) indexes grow at their end instead of at random.
-        # ("WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.)
-        f" FROM ({one_per_address}) firsts WHERE true ORDER BY email_address_id"
-        " ON CONFLICT DO NOTHING"
-    )
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # The sort of a million-row build fits in memory instead of spilling to disk.
-            cursor.execute("SET LOCAL work_mem = '256MB'")
-        cursor.execute(sql, [mass_email.pk, Status.PENDING, False, now, *params])
-        return cursor.rowcount
-
-
-def _candidates_sql(
-    mass_email: MassEmail, list_ids: list[int], excluding_ids: list[int]
-) -> tuple[str, list[Any]]:
-    """Members of the lists with their primary address, filtered by the reference's rules."""
-    ignore_opt_out = mass_email.campaign.is_informational
-    type_order = {t.content_type.pk: t.order for t in target_types()}
-    members = TargetListMember._meta.db_table
-    links = RecordEmailAddress._meta.db_table
-    addresses = EmailAddress._meta.db_table
-    type_case = " ".join("WHEN %s THEN %s" for _ in type_order)
-    list_case = " ".join("WHEN %s THEN %s" for _ in list_ids)
-    params: list[Any] = [*_flatten(type_order.items())]
-    params += _flatten((pk, position) for position, pk in enumerate(list_ids))
-    where = [
-        f"m.target_list_id IN ({_placeholders(list_ids)})",
-        f"m.content_type_id IN ({_placeholders(type_order)})",
-        "NOT a.invalid",
-    ]
-    params += [*list_ids, *type_order]
-    if not ignore_opt_out:
-        where += ["NOT m.opted_out", "NOT a.opt_out"]
-    if excluding_ids:
-        excluded_sql, excluded_params = excluded_address_ids(excluding_ids).query.sql_with_params()
-        where.append(f"r.email_address_id NOT IN ({excluded_sql})")
-        params += list(excluded_params)
-    sql = (
-        "SELECT m.content_type_id AS content_type_id, m.object_id AS object_id,"
-        " r.email_address_id AS email_address_id,"
-        f" CASE m.content_type_id {type_case} END AS type_order,"
-        f" CASE m.target_list_id {list_case} END AS list_order"
-        f" FROM {members} m"
-        f" JOIN {links} r ON r.content_type_id = m.content_type_id"
-        ' AND r.object_id = m.object_id AND r."primary"'
-        f" JOIN {addresses} a ON a.id = r.email_address_id"
-        f" WHERE {' AND '.join(where)}"
-    )
-    return sql, params
-
-
-def _placeholders(values: Iterable[Any]) -> str:
-    return ", ".join("%s" for _ in values)
-
-
-def _flatten(pairs: Iterable[tuple[Any, Any]]) -> list[Any]:
-    return [value for pair in pairs for value in pair]
 
 
 # ---------------------------------------------------------------- claiming
@@ -282,8 +145,6 @@ def tick_allowance(outbound: OutboundSettings) -> int | None:
 
 
 def tick_interval_minutes() -> int:
-    from massmail.schedule import tick_interval
-
     interval = tick_interval()
     return max(1, int(interval.total_seconds() // 60)) if interval else DEFAULT_TICK_MINUTES
 
@@ -334,7 +195,7 @@ def claim_portion(
         QueueItem.objects.filter(pk__in=ids).update(
             status=Status.SENDING, claimed_at=now, claimed_by=worker
         )
-    return _claimed_items(ids)
+    return claimed_items(ids)
 
 
 def _due_pending(mass_email_id: int, now: datetime, limit: int) -> list[int]:
@@ -365,7 +226,7 @@ _SENDING_FIELDS = (
 )
 
 
-def _claimed_items(ids: list[int]) -> list[QueueItem]:
+def claimed_items(ids: list[int]) -> list[QueueItem]:
     """The items with their addresses; each mass email (and its template) loaded once."""
     items = list(
         QueueItem.objects.filter(pk__in=ids)
@@ -431,7 +292,7 @@ class SendingSession:
         self.worker = worker
         self.outbound = outbound
         self.is_test = is_test
-        self.prepared: dict[int, Any] = {}
+        self.prepared: dict[int, PreparedMessage] = {}
         self.transports: dict[int, Transport] = {}
         self.blocked_mass_emails: set[int] = set()
         self.last_heartbeat = time.monotonic()
@@ -445,10 +306,8 @@ class SendingSession:
                 continue
             PortionRun(self, group, result).run()
 
-    def prepared_for(self, mass_email: MassEmail) -> Any:
+    def prepared_for(self, mass_email: MassEmail) -> PreparedMessage:
         if mass_email.pk not in self.prepared:
-            from massmail.composition import prepare
-
             self.prepared[mass_email.pk] = prepare(
                 mass_email, outbound=self.outbound, is_test=self.is_test
             )
@@ -533,8 +392,6 @@ class PortionRun:
         self.done: list[tuple[QueueItem, str, datetime]] = []
 
     def run(self) -> None:
-        from massmail.composition import recipient_contexts
-
         contexts = recipient_contexts(self.items)
         sendable = self._recheck(self.items, contexts)
         if not sendable:
@@ -562,7 +419,13 @@ class PortionRun:
                     return
         self._flush()
 
-    def _send_one(self, item: QueueItem, prepared: Any, transport: Transport, context) -> bool:
+    def _send_one(
+        self,
+        item: QueueItem,
+        prepared: PreparedMessage,
+        transport: Transport,
+        context: RecipientContext | None,
+    ) -> bool:
         """Send one item and note its outcome; False when the portion must stop."""
         try:
             rendered = prepared.render(item, context)
@@ -638,7 +501,9 @@ class PortionRun:
         )
         self.result.failed += len(items)
 
-    def _recheck(self, items: list[QueueItem], contexts: dict[int, Any]) -> list[QueueItem]:
+    def _recheck(
+        self, items: list[QueueItem], contexts: dict[int, RecipientContext]
+    ) -> list[QueueItem]:
         """Fail items whose address or target changed since the queue was built."""
         reasons = send_time_problems(items, contexts, self.mass_email.campaign)
         for item in items:
@@ -675,7 +540,7 @@ class PortionRun:
 
 
 def send_time_problems(
-    items: list[QueueItem], contexts: dict[int, Any], campaign: Campaign
+    items: list[QueueItem], contexts: dict[int, RecipientContext], campaign: Campaign
 ) -> dict[int, str]:
     """{item id: why it must not go} for invalid/opted-out addresses and deleted targets."""
     reasons: dict[int, str] = {}
@@ -721,15 +586,15 @@ def record_sent(done: list[tuple[QueueItem, str, datetime]], *, worker: str) -> 
     table = QueueItem._meta.db_table
     cases = " ".join("WHEN %s THEN %s" for _ in done)
     params: list[Any] = [Status.SENT]
-    params += _flatten((item.pk, message_id or "") for item, message_id, _ in done)
-    params += _flatten((item.pk, sent_at) for item, _, sent_at in done)
+    params += flatten((item.pk, message_id or "") for item, message_id, _ in done)
+    params += flatten((item.pk, sent_at) for item, _, sent_at in done)
     params += [item.pk for item, _, _ in done]
     params += [Status.SENDING, Status.UNKNOWN, INTERRUPTED, worker]
     # A reconciled item this (slow but alive) worker did send is Sent after all.
     update = (
         f"UPDATE {table} SET status = %s, message_id = CASE id {cases} END,"
         f" sent_at = CASE id {cases} END, last_error = ''"
-        f" WHERE id IN ({_placeholders(done)})"
+        f" WHERE id IN ({sql_placeholders(done)})"
         " AND (status = %s OR (status = %s AND last_error = %s)) AND claimed_by = %s"
     )
     if connection.vendor == "postgresql":
@@ -783,11 +648,8 @@ def sent_log(item: QueueItem, sent_at: datetime) -> CampaignLogRecord:
 
 
 def record_hard_bounce(item: QueueItem, reply: str) -> None:
-    """An SMTP-time 5.1.x rejection is a hard bounce, through the bounce issue's function."""
-    from bounces.classify import HARD, Report, Verdict
-    from bounces.effects import apply_report
-
-    status = _enhanced_status(reply) or "5.1.1"
+    """An SMTP-time 5.1.x rejection is a hard bounce, through the bounce pipeline."""
+    status = enhanced_status(reply) or "5.1.1"
     verdict = Verdict(
         address=item.email_address.address,
         verdict=HARD,
@@ -801,214 +663,3 @@ def record_hard_bounce(item: QueueItem, reply: str) -> None:
     except Exception:
         # The item's failure is recorded already; the bounce must not undo it.
         log.exception("recording the hard bounce of queue item %s failed", item.pk)
-
-
-def _enhanced_status(reply: str) -> str | None:
-    from massmail.transport import _ENHANCED_STATUS
-
-    match = _ENHANCED_STATUS.search(reply)
-    return match.group(0) if match else None
-
-
-# ---------------------------------------------------------------- pause, resume, cancel, retry
-
-
-def pause(mass_email: MassEmail) -> bool:
-    """A paused mass email sends nothing and keeps its queue."""
-    return _move(
-        mass_email, MassEmail.Status.PAUSED, [MassEmail.Status.PENDING, MassEmail.Status.IN_PROCESS]
-    )
-
-
-def resume(mass_email: MassEmail) -> bool:
-    """Back to In Process, or Pending when its queue was never built."""
-    target = MassEmail.Status.IN_PROCESS if mass_email.queue_built_at else MassEmail.Status.PENDING
-    return _move(mass_email, target, [MassEmail.Status.PAUSED])
-
-
-def cancel(mass_email: MassEmail) -> bool:
-    """Canceled for good: its pending items are canceled (items being sent finish)."""
-    with transaction.atomic():
-        moved = _move(
-            mass_email,
-            MassEmail.Status.CANCELED,
-            [
-                MassEmail.Status.DRAFT,
-                MassEmail.Status.PENDING,
-                MassEmail.Status.IN_PROCESS,
-                MassEmail.Status.PAUSED,
-            ],
-        )
-        if moved:
-            mass_email.queue_items.filter(status=Status.PENDING, is_test=False).update(
-                status=Status.CANCELED
-            )
-    return moved
-
-
-def _move(mass_email: MassEmail, status: str, allowed: list[str]) -> bool:
-    moved = MassEmail.objects.filter(pk=mass_email.pk, status__in=allowed).update(status=status)
-    if moved:
-        mass_email.status = status
-    return bool(moved)
-
-
-def retry(items) -> int:
-    """Put Delivery unknown or Failed items back to Pending (the admin's "Retry")."""
-    retried = items.filter(status__in=[Status.UNKNOWN, Status.FAILED], is_test=False).update(
-        status=Status.PENDING,
-        attempt_count=0,
-        next_attempt_at=None,
-        claimed_at=None,
-        claimed_by="",
-        last_error="",
-    )
-    # A mass email completed meanwhile goes back to sending them.
-    MassEmail.objects.filter(status=MassEmail.Status.COMPLETE).filter(
-        Exists(QueueItem.objects.filter(mass_email=OuterRef("pk"), status=Status.PENDING))
-    ).update(status=MassEmail.Status.IN_PROCESS)
-    return retried
-
-
-# ---------------------------------------------------------------- send test
-
-
-@dataclass
-class SendTestResult:
-    sent: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (who, why)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-
-def send_test(
-    mass_email: MassEmail, *, records: Iterable[Any] = (), addresses: Iterable[str] = ()
-) -> SendTestResult:
-    """Send the real message to chosen records and addresses now, whatever the schedule.
-
-    Items and log rows are marked test (left out of statistics and of the queue's
-    progress); opted-out (unless Informational) and invalid addresses are skipped.
-    """
-    result = SendTestResult()
-    recipients = _test_recipients(mass_email, records, addresses, result)
-    if not recipients:
-        return result
-    worker = worker_name()
-    now = timezone.now()
-    QueueItem.objects.bulk_create(
-        [
-            QueueItem(
-                mass_email=mass_email,
-                content_type_id=content_type_id,
-                object_id=object_id,
-                email_address=address,
-                status=Status.SENDING,
-                claimed_at=now,
-                claimed_by=worker,
-                is_test=True,
-            )
-            for content_type_id, object_id, address in recipients
-        ]
-    )
-    ids = list(QueueItem.objects.filter(claimed_by=worker).values_list("pk", flat=True))
-    session = SendingSession(worker, OutboundSettings.load(), is_test=True)
-    try:
-        session.send(_claimed_items(ids), TickResult())
-    finally:
-        session.close()
-    for item in QueueItem.objects.filter(is_test=True, claimed_by=worker).select_related(
-        "email_address"
-    ):
-        if item.status == Status.SENT:
-            result.sent.append(item.email_address.address)
-        else:
-            result.failed.append((item.email_address.address, item.last_error))
-    return result
-
-
-def _test_recipients(
-    mass_email: MassEmail, records: Iterable[Any], addresses: Iterable[str], result: SendTestResult
-) -> list[tuple[int | None, int | None, EmailAddress]]:
-    from targets.models import primary_email_of, validate_address
-
-    informational = mass_email.campaign.is_informational
-    chosen: dict[int, tuple[int | None, int | None, EmailAddress]] = {}
-    candidates: list[tuple[str, int | None, int | None, EmailAddress | None]] = []
-    for record in records:
-        content_type = ContentType.objects.get_for_model(record)
-        candidates.append((str(record), content_type.pk, record.pk, primary_email_of(record)))
-    for address in addresses:
-        normalized = validate_address(address)
-        candidates.append((normalized, None, None, EmailAddress.objects.for_address(normalized)))
-    for who, content_type_id, object_id, address in candidates:
-        if address is None:
-            result.skipped.append((who, "no primary email address"))
-        elif address.invalid:
-            result.skipped.append((who, f"{address} is invalid"))
-        elif address.opt_out and not informational:
-            result.skipped.append((who, f"{address} opted out"))
-        else:
-            chosen.setdefault(address.pk, (content_type_id, object_id, address))
-    return list(chosen.values())
-
-
-# ---------------------------------------------------------------- progress
-
-
-@dataclass
-class Progress:
-    total: int
-    sent: int
-    failed: int
-    pending: int
-    sending: int
-    unknown: int
-    canceled: int
-    next_portion_at: datetime | None
-
-
-def progress(mass_email: MassEmail, now: datetime | None = None) -> Progress:
-    """What the mass email page shows: counts by status and when the next portion goes."""
-    now = now or timezone.now()
-    counts = dict(
-        mass_email.queue_items.filter(is_test=False)
-        .values_list("status")
-        .annotate(n=models.Count("id"))
-        .values_list("status", "n")
-    )
-    waiting = counts.get(Status.PENDING, 0) and mass_email.status == MassEmail.Status.IN_PROCESS
-    return Progress(
-        total=sum(counts.values()),
-        sent=counts.get(Status.SENT, 0),
-        failed=counts.get(Status.FAILED, 0),
-        pending=counts.get(Status.PENDING, 0),
-        sending=counts.get(Status.SENDING, 0),
-        unknown=counts.get(Status.UNKNOWN, 0),
-        canceled=counts.get(Status.CANCELED, 0),
-        next_portion_at=next_portion_at(now) if waiting else None,
-    )
-
-
-def next_portion_at(now: datetime) -> datetime | None:
-    """The next tick at which the hourly cap leaves room (None: no schedule enabled)."""
-    from massmail.schedule import next_tick_at
-
-    tick_at = next_tick_at(now)
-    if tick_at is None:
-        return None
-    outbound = OutboundSettings.load()
-    if used_in_window(tick_at) < outbound.max_per_hour:
-        return tick_at
-    # Full: room comes back when the oldest message in the window leaves it.
-    oldest = (
-        QueueItem.objects.filter(sent_at__gte=now - CAP_WINDOW)
-        .order_by("sent_at")
-        .values_list("sent_at", flat=True)
-        .first()
-    )
-    if oldest is None:
-        return tick_at
-    room_at = oldest + CAP_WINDOW
-    interval = timedelta(minutes=tick_interval_minutes())
-    while tick_at < room_at:
-        tick_at += interval
-    return tick_at

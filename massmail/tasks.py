@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from massmail import sending
+from massmail import queue, sending
 
 
 @shared_task(name="massmail.tasks.send_mass_emails")
@@ -16,4 +16,4 @@ def send_mass_emails() -> dict:
 
 @shared_task(name="massmail.tasks.build_queue")
 def build_queue(mass_email_id: int) -> int | None:
-    return sending.build_queue(mass_email_id)
+    return queue.build_queue(mass_email_id)

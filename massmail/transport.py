@@ -27,11 +27,21 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.utils.module_loading import import_string
 
+from massmail.composition import PreparedMessage, Rendered
+from massmail.models import QueueItem
+from massmail.recipients import RecipientContext
+
 # Provider throttling: back off without holding it against the message.
 THROTTLING_CODES = frozenset({421, 450, 451, 454})
 _ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def enhanced_status(reply: str) -> str | None:
+    """The RFC 3463 enhanced status code in an SMTP reply ("5.1.1"), if it has one."""
+    match = _ENHANCED_STATUS.search(reply)
+    return match.group(0) if match else None
 
 
 class TransportError(Exception):
@@ -108,7 +118,16 @@ class SmtpServer:
 
 
 class Transport(Protocol):
-    def send(self, rendered, *, prepared, item, context) -> None: ...
+    """Hands one composed message to its way out; raises TransportError."""
+
+    def send(
+        self,
+        rendered: Rendered,
+        *,
+        prepared: PreparedMessage,
+        item: QueueItem,
+        context: RecipientContext | None,
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -120,7 +139,7 @@ class SmtpTransport:
         self.server = server
         self.smtp: smtplib.SMTP | None = None
 
-    def send(self, rendered, *, prepared=None, item=None, context=None) -> None:
+    def send(self, rendered: Rendered, **_: object) -> None:
         self.send_raw(rendered.mail_from, [rendered.rcpt_to], rendered.raw)
 
     def send_raw(self, mail_from: str, rcpt_to: list[str], raw: bytes) -> None:
@@ -262,7 +281,7 @@ class OutboxTransport:
     def __init__(self, backend) -> None:
         self.backend = backend
 
-    def send(self, rendered, *, prepared=None, item=None, context=None) -> None:
+    def send(self, rendered: Rendered, **_: object) -> None:
         self.backend.write(rendered.raw)
 
     def close(self) -> None:
@@ -276,8 +295,15 @@ class DjangoBackendTransport:
         self.connection = get_connection(fail_silently=False)
         self.opened = False
 
-    def send(self, rendered, *, prepared, item, context) -> None:
-        message = prepared.render_email_message(item, context)
+    def send(
+        self,
+        rendered: Rendered,
+        *,
+        prepared: PreparedMessage,
+        item: QueueItem,
+        context: RecipientContext | None,
+    ) -> None:
+        message = prepared.render_email_message(item, context, rendered=rendered)
         # django-anymail: lets provider webhooks name the queue item.
         message.metadata = {**getattr(message, "metadata", {}), "queue_item_id": str(item.uid)}
         if not self.opened:

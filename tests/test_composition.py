@@ -11,12 +11,10 @@ import time_machine
 from django.contrib.contenttypes.models import ContentType
 
 from campaigns.models import Campaign
-from massmail.composition import (
-    CompositionError,
-    prepare,
-    recipient_contexts,
-)
+from massmail.composition import prepare
 from massmail.models import OutboundSettings
+from massmail.placeholders import CompositionError
+from massmail.recipients import recipient_contexts
 from targets.models import Account
 from tests.factories import (
     make_account,

@@ -21,7 +21,6 @@ from massmail.sending import (
     STALE_AFTER,
     UNRECORDED_WINDOW,
     reconcile_stale,
-    retry,
     tick,
 )
 from tests.fixtures.sending import make_queued_mass_email, set_outbound
@@ -106,7 +105,7 @@ def test_a_worker_killed_mid_portion_never_causes_a_duplicate(smtp_settings, smt
     assert mass_email.status == MassEmail.Status.COMPLETE
 
     # A person decides to send the unknown ones again: "Retry".
-    assert retry(mass_email.queue_items.filter(status=Status.UNKNOWN)) == len(unknown)
+    assert mass_email.queue_items.filter(status=Status.UNKNOWN).retry() == len(unknown)
     with time_machine.travel(timezone.now() + STALE_AFTER + timedelta(minutes=2)):
         assert tick().sent == len(unknown)
     assert mass_email.queue_items.filter(status=Status.SENT).count() == 200

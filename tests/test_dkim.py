@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.exceptions import ImproperlyConfigured
 
 from massmail import dkim as massmail_dkim
-from massmail.composition import prepare, recipient_contexts
+from massmail.composition import prepare
+from massmail.recipients import recipient_contexts
 from tests.factories import make_contact, make_mass_email, make_template
 from tests.fixtures.composition import make_item, parse
 

@@ -10,6 +10,7 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
+from massmail.dashboard import progress_of
 from massmail.models import QueueItem
 from massmail.sending import CAP_WINDOW, tick, used_in_window
 from tests.fixtures.sending import make_queued_mass_email, set_outbound
@@ -103,8 +104,6 @@ def test_concurrent_workers_across_hours_never_exceed_the_cap(smtp_settings, smt
 def test_progress_says_when_the_next_portion_goes(smtp_settings, smtp_sink):
     from django_celery_beat.models import PeriodicTask
 
-    from massmail.sending import progress
-
     job = PeriodicTask.objects.get(name="Send mass emails")  # made by a migration
     assert job.task == "massmail.tasks.send_mass_emails" and job.enabled
     assert (job.interval.every, job.interval.period) == (10, "minutes")
@@ -114,9 +113,9 @@ def test_progress_says_when_the_next_portion_goes(smtp_settings, smtp_sink):
     with time_machine.travel(start, tick=False):
         job.last_run_at = start
         job.save()
-        assert progress(mass_email).next_portion_at == start + timedelta(minutes=10)
+        assert progress_of(mass_email).next_portion_at == start + timedelta(minutes=10)
         tick()
-        now = progress(mass_email)
+        now = progress_of(mass_email)
         assert (now.total, now.sent, now.pending) == (5, 3, 2)
         # The cap is spent until the first of those 3 leaves the window.
         assert now.next_portion_at == start + CAP_WINDOW

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from massmail.dashboard import progress_segments
-from massmail.sending import progress, tick
+from massmail.dashboard import progress_of, progress_segments
+from massmail.sending import tick
 from tests.fixtures.sending import make_queued_mass_email
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +17,7 @@ def test_progress_bar_and_last_errors_after_a_portion(
         addresses=["a@example.com", "b@example.com", "c@example.com", "nouser@example.com"]
     )
     tick()
-    segments = {s.key: (s.count, s.percent) for s in progress_segments(progress(mass_email))}
+    segments = {s.key: (s.count, s.percent) for s in progress_segments(progress_of(mass_email))}
     assert segments["sent"] == (3, 75.0) and segments["failed"] == (1, 25.0)
     assert segments["pending"] == (0, 0.0)
 
@@ -37,6 +37,6 @@ def test_pending_queue_shows_the_next_portion(admin_client, outbound_unlimited):
         reverse("admin:massmail_massemail_change", args=[mass_email.pk])
     ).content.decode()
     assert 'class="seg-pending" style="width: 100.00%"' in html
-    shown = progress(mass_email).next_portion_at
+    shown = progress_of(mass_email).next_portion_at
     assert (shown is None) == ('id="next-portion"' not in html)
     assert "Pause" in html and "Cancel sending" in html

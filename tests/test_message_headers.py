@@ -10,8 +10,9 @@ import pytest
 from bounces.models import GroupEmailAccount
 from campaigns.models import Campaign
 from massmail import verp
-from massmail.composition import prepare, recipient_contexts
+from massmail.composition import prepare
 from massmail.models import OutboundSettings
+from massmail.recipients import recipient_contexts
 from tests.factories import make_campaign, make_contact, make_mass_email
 from tests.fixtures.composition import make_item, parse
 
@@ -194,7 +195,7 @@ def test_message_id_is_stable_within_a_preparation_and_fresh_across():
 
 
 def test_no_sender_anywhere_is_a_clear_error(settings):
-    from massmail.composition import CompositionError
+    from massmail.placeholders import CompositionError
 
     settings.DEFAULT_FROM_EMAIL = ""
     with pytest.raises(CompositionError, match="No sender address"):

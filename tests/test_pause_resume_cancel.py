@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from massmail.models import MassEmail, QueueItem
-from massmail.sending import cancel, pause, resume, tick
+from massmail.sending import tick
 from tests.factories import make_campaign, make_contact, make_mass_email, make_target_list
 from tests.fixtures.sending import make_queued_mass_email
 
@@ -20,12 +20,12 @@ def test_a_paused_mass_email_sends_nothing_and_keeps_its_queue(
     smtp_settings, smtp_sink, outbound_unlimited
 ):
     mass_email = make_queued_mass_email(3)
-    assert pause(mass_email)
+    assert mass_email.pause()
     assert tick().sent == 0
     assert mass_email.queue_items.filter(status=Status.PENDING).count() == 3
     mass_email.refresh_from_db()
     assert mass_email.status == MassEmail.Status.PAUSED
-    assert resume(mass_email)
+    assert mass_email.resume()
     assert mass_email.status == MassEmail.Status.IN_PROCESS
     assert tick().sent == 3
     assert len(smtp_sink.received) == 3
@@ -33,19 +33,19 @@ def test_a_paused_mass_email_sends_nothing_and_keeps_its_queue(
 
 def test_pausing_before_the_queue_is_built_resumes_to_pending(outbound_unlimited):
     mass_email = make_mass_email(make_campaign([make_target_list(make_contact())]))
-    assert pause(mass_email)
+    assert mass_email.pause()
     tick()
     assert not mass_email.queue_items.exists()
-    assert resume(mass_email)
+    assert mass_email.resume()
     assert mass_email.status == MassEmail.Status.PENDING
 
 
 def test_cancel_cancels_pending_items(smtp_settings, smtp_sink, outbound_unlimited):
     mass_email = make_queued_mass_email(3)
-    assert cancel(mass_email)
+    assert mass_email.cancel()
     assert set(mass_email.queue_items.values_list("status", flat=True)) == {Status.CANCELED}
     assert tick().sent == 0 and smtp_sink.received == []
-    assert not resume(mass_email) and not pause(mass_email)
+    assert not mass_email.resume() and not mass_email.pause()
     mass_email.refresh_from_db()
     assert mass_email.status == MassEmail.Status.CANCELED
 

@@ -7,8 +7,7 @@ from django.core.exceptions import ValidationError
 
 from campaigns.forms import EmailTemplateForm
 from campaigns.models import Campaign
-from massmail.composition import validate_mass_email, validate_template
-from massmail.placeholders import snake, split
+from massmail.placeholders import snake, split, validate_mass_email, validate_template
 from tests.factories import make_campaign, make_mass_email, make_template, make_tracking_url
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from campaigns.models import Campaign
-from massmail.checks import NOTICE, presend_warnings
+from massmail.presend import NOTICE, presend_warnings
 from tests.factories import make_campaign, make_mass_email, make_template
 from tests.fixtures.sending import set_outbound
 from tests.services import require_program

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from massmail.models import MassEmail, QueueItem
-from massmail.sending import build_due_queues, build_queue
+from massmail.queue import build_due_queues, build_queue
 from targets.models import EmailAddress, TargetListMember
 from tests.factories import (
     make_account,

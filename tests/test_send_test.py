@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from campaigns.models import CampaignLogRecord
 from massmail.models import MassEmail, QueueItem
-from massmail.sending import send_test
+from massmail.send_test import send_test
 from targets.models import EmailAddress
 from tests.factories import make_campaign, make_contact, make_lead, make_mass_email, make_user
 

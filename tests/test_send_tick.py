@@ -138,6 +138,26 @@ def test_an_esp_backend_gets_the_queue_item_in_the_metadata(settings, outbound_u
     assert all(message.anymail_test_params for message in mail.outbox)
 
 
+def test_an_esp_backend_gets_each_message_rendered_once(settings, outbound_unlimited, monkeypatch):
+    from django.core import mail
+
+    from massmail.composition import PreparedMessage
+
+    renders = []
+    render = PreparedMessage.render
+    monkeypatch.setattr(
+        PreparedMessage,
+        "render",
+        lambda self, item, context: renders.append(item.pk) or render(self, item, context),
+    )
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    mass_email = make_queued_mass_email(3)
+    assert tick().sent == 3
+    assert sorted(renders) == sorted(mass_email.queue_items.values_list("pk", flat=True))
+    recorded = set(mass_email.queue_items.values_list("message_id", flat=True))
+    assert {message.extra_headers["Message-ID"].strip("<>") for message in mail.outbox} == recorded
+
+
 def test_the_file_outbox_gets_the_composed_bytes(settings, tmp_path, outbound_unlimited):
     settings.EMAIL_BACKEND = "massmail.outbox.EmailBackend"
     settings.EMAIL_OUTBOX_DIR = tmp_path

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from massmail.composition import CompositionError, prepare, validate_mass_email
+from massmail.composition import prepare
 from massmail.dkim import configured_signer
 from massmail.models import MassEmail, OutboundSettings
-from massmail.placeholders import OPT_OUT_KEYS, keys_in
+from massmail.placeholders import OPT_OUT_KEYS, CompositionError, keys_in, validate_mass_email
 
 WARNING = "warning"  # likely to hurt delivery, compliance or the message itself
 NOTICE = "notice"  # what the system will do for you; worth knowing, nothing to fix
