@@ -167,17 +167,5 @@ def _log(event: BounceEvent, action: str, bounce_type: str) -> None:
     item = event.queue_item
     if item is None:
         return
-    record = CampaignLogRecord(
-        action=action,
-        action_date=event.occurred_at,
-        campaign_id=item.mass_email.campaign_id,
-        mass_email_id=item.mass_email_id,
-        queue_item=item,
-        content_type_id=item.content_type_id,
-        object_id=item.object_id,
-        email_address=item.email_address.address,
-        bounce_type=bounce_type,
-        is_test=item.is_test,
-    )
-    # ON CONFLICT DO NOTHING against the log's once-per-item constraints.
-    CampaignLogRecord.objects.bulk_create([record], ignore_conflicts=True)
+    record = CampaignLogRecord.of_item(item, action, at=event.occurred_at, bounce_type=bounce_type)
+    CampaignLogRecord.objects.write([record])

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from massmail.models import QueueItem
 
 
 class Campaign(models.Model):
@@ -90,7 +97,19 @@ class EmailTemplate(models.Model):
         return self.name
 
 
+class CampaignLogRecordManager(models.Manager["CampaignLogRecord"]):
+    def write(self, records: Iterable[CampaignLogRecord]) -> None:
+        """Insert entries with ON CONFLICT DO NOTHING against the log's once-per-item
+        constraints: a concurrent writer (a second worker, a double click, the mail
+        client's one-click POST) may have inserted the same entry first."""
+        self.bulk_create(list(records), ignore_conflicts=True)
+
+
 class CampaignLogRecord(models.Model):
+    """One entry of a campaign's log. Every entry about a queue item is made by
+    `of_item()` (ORM) or inserted by the statement `insert_sql()` builds (SQL): both
+    write the columns of `ITEM_COLUMNS`, the one list of what such an entry holds."""
+
     class Action(models.TextChoices):
         SENT = "sent", "Sent"
         OPENED = "opened", "Opened"
@@ -173,6 +192,23 @@ class CampaignLogRecord(models.Model):
     bounce_type = models.CharField(max_length=4, choices=Bounce.choices, blank=True)
     is_test = models.BooleanField(default=False)
 
+    objects = CampaignLogRecordManager()
+
+    ITEM_COLUMNS = (
+        "action",
+        "action_date",
+        "campaign_id",
+        "mass_email_id",
+        "queue_item_id",
+        "content_type_id",
+        "object_id",
+        "tracking_url_id",
+        "email_template_id",
+        "email_address",
+        "bounce_type",
+        "is_test",
+    )
+
     class Meta:
         verbose_name = "campaign log record"
         ordering = ["-action_date", "-id"]
@@ -211,3 +247,44 @@ class CampaignLogRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} {self.email_address}"
+
+    @classmethod
+    def of_item(
+        cls,
+        item: QueueItem,
+        action: str,
+        *,
+        at: datetime | None = None,
+        bounce_type: str = "",
+        tracking_url_id: int | None = None,
+        email_template_id: int | None = None,
+    ) -> CampaignLogRecord:
+        """The entry `action` about a queue item (its campaign, mass email, target and address)."""
+        mass_email = item.mass_email
+        values = {
+            "action": action,
+            "action_date": at or timezone.now(),
+            "campaign_id": mass_email.campaign_id,
+            "mass_email_id": mass_email.pk,
+            "queue_item_id": item.pk,
+            "content_type_id": item.content_type_id,
+            "object_id": item.object_id,
+            "tracking_url_id": tracking_url_id,
+            "email_template_id": email_template_id,
+            "email_address": item.email_address.address,
+            "bounce_type": bounce_type,
+            "is_test": item.is_test,
+        }
+        return cls(**values)
+
+    @classmethod
+    def insert_sql(cls, expressions: Mapping[str, str]) -> str:
+        """`INSERT INTO <log> (ITEM_COLUMNS) SELECT <one SQL expression per column>`, for
+        a statement to finish with its FROM and ON CONFLICT DO NOTHING. A missing or an
+        unknown column is an error here, not a silently empty one in the log."""
+        if set(expressions) != set(cls.ITEM_COLUMNS):
+            wrong = set(expressions) ^ set(cls.ITEM_COLUMNS)
+            raise ValueError(f"log columns missing or unknown: {sorted(wrong)}")
+        columns = ", ".join(cls.ITEM_COLUMNS)
+        values = ", ".join(expressions[column] for column in cls.ITEM_COLUMNS)
+        return f"INSERT INTO {cls._meta.db_table} ({columns}) SELECT {values}"

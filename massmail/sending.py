@@ -603,25 +603,36 @@ def record_sent(done: list[tuple[QueueItem, str, datetime]], *, worker: str) -> 
         with connection.cursor() as cursor:
             cursor.execute(update + " RETURNING id", params)
             marked = {row[0] for row in cursor.fetchall()}
-        CampaignLogRecord.objects.bulk_create(
-            [sent_log(item, sent_at) for item, _, sent_at in done if item.pk in marked],
-            ignore_conflicts=True,
+        CampaignLogRecord.objects.write(
+            sent_log(item, sent_at) for item, _, sent_at in done if item.pk in marked
         )
     return len(marked)
 
 
 def _record_sent_in_one_statement(update: str, params: list[Any]) -> int:
     """PostgreSQL: the UPDATE and the Sent log rows in one round trip (and one commit)."""
-    log = CampaignLogRecord._meta.db_table
     mass_emails = MassEmail._meta.db_table
     addresses = EmailAddress._meta.db_table
+    log_insert = CampaignLogRecord.insert_sql(
+        {
+            "action": "%s",
+            "action_date": "s.sent_at",
+            "campaign_id": "m.campaign_id",
+            "mass_email_id": "s.mass_email_id",
+            "queue_item_id": "s.id",
+            "content_type_id": "s.content_type_id",
+            "object_id": "s.object_id",
+            "tracking_url_id": "NULL",
+            "email_template_id": "m.email_template_id",
+            "email_address": "a.address",
+            "bounce_type": "''",
+            "is_test": "s.is_test",
+        }
+    )
     sql = (
         f"WITH sent AS ({update} RETURNING id, mass_email_id, content_type_id, object_id,"
         " email_address_id, is_test, sent_at),"
-        f" logged AS (INSERT INTO {log} (action, action_date, campaign_id, mass_email_id,"
-        " queue_item_id, content_type_id, object_id, email_template_id, email_address,"
-        " bounce_type, is_test) SELECT %s, s.sent_at, m.campaign_id, s.mass_email_id, s.id,"
-        " s.content_type_id, s.object_id, m.email_template_id, a.address, '', s.is_test"
+        f" logged AS ({log_insert}"
         f" FROM sent s JOIN {mass_emails} m ON m.id = s.mass_email_id"
         f" JOIN {addresses} a ON a.id = s.email_address_id ON CONFLICT DO NOTHING)"
         " SELECT count(*) FROM sent"
@@ -632,18 +643,11 @@ def _record_sent_in_one_statement(update: str, params: list[Any]) -> int:
 
 
 def sent_log(item: QueueItem, sent_at: datetime) -> CampaignLogRecord:
-    mass_email = item.mass_email
-    return CampaignLogRecord(
-        action=CampaignLogRecord.Action.SENT,
-        action_date=sent_at,
-        campaign_id=mass_email.campaign_id,
-        mass_email_id=mass_email.pk,
-        queue_item_id=item.pk,
-        content_type_id=item.content_type_id,
-        object_id=item.object_id,
-        email_template_id=mass_email.email_template_id,
-        email_address=item.email_address.address,
-        is_test=item.is_test,
+    return CampaignLogRecord.of_item(
+        item,
+        CampaignLogRecord.Action.SENT,
+        at=sent_at,
+        email_template_id=item.mass_email.email_template_id,
     )
 
 

@@ -29,18 +29,9 @@ def make_queue_item(mass_email: MassEmail, record, **overrides) -> QueueItem:
 
 
 def log(item: QueueItem, action: str, at: datetime | None = None, **overrides):
-    """A log entry for a queue item, copying what the sender and endpoints copy."""
-    return CampaignLogRecord.objects.create(
-        **{
-            "action": action,
-            "action_date": at or timezone.now(),
-            "campaign": item.mass_email.campaign,
-            "mass_email": item.mass_email,
-            "queue_item": item,
-            "content_type": item.content_type,
-            "object_id": item.object_id,
-            "email_address": item.email_address.address,
-            "is_test": item.is_test,
-            **overrides,
-        }
-    )
+    """A log entry for a queue item, made as the sender and the endpoints make theirs."""
+    record = CampaignLogRecord.of_item(item, action, at=at)
+    for name, value in overrides.items():
+        setattr(record, name, value)
+    record.save()
+    return record

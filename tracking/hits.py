@@ -399,23 +399,14 @@ def _write_portable(
         actions.append(CampaignLogRecord.Action.CLICKED)
     if kind in (Hit.Kind.CLICK, Hit.Kind.OPEN) and options.open_tracking:
         actions.append(CampaignLogRecord.Action.OPENED)
-    CampaignLogRecord.objects.bulk_create(
-        [
-            CampaignLogRecord(
-                action=action,
-                action_date=visit.at,
-                campaign_id=item.mass_email.campaign_id,
-                mass_email_id=item.mass_email_id,
-                queue_item_id=item.pk,
-                content_type_id=item.content_type_id,
-                object_id=item.object_id,
-                tracking_url_id=tracking_url_id if action == "clicked" else None,
-                email_address=item.email_address.address,
-                is_test=item.is_test,
-            )
-            for action in actions
-        ],
-        ignore_conflicts=True,
+    CampaignLogRecord.objects.write(
+        CampaignLogRecord.of_item(
+            item,
+            action,
+            at=visit.at,
+            tracking_url_id=tracking_url_id if action == CampaignLogRecord.Action.CLICKED else None,
+        )
+        for action in actions
     )
 
 
@@ -521,13 +512,7 @@ burst AS (
     RETURNING h.id
 ),
 logged AS (
-    INSERT INTO {log} (action, action_date, campaign_id, mass_email_id, queue_item_id,
-                       content_type_id, object_id, tracking_url_id, email_address,
-                       bounce_type, is_test)
-    SELECT a.action, t.at, t.campaign_id, t.mass_email_id, t.id,
-           t.content_type_id, t.object_id,
-           CASE WHEN a.action = 'clicked' THEN t.url_id END,
-           t.address, '', t.is_test
+    {log_insert}
     FROM target t, s, (VALUES ('clicked'), ('opened')) AS a(action)
     WHERE (a.action = 'clicked' AND t.kind = 'click')
        OR (a.action = 'opened' AND t.kind IN ('click', 'open') AND s.open_tracking)
@@ -560,7 +545,22 @@ def _hit_sql() -> str:
         address=EmailAddress._meta.db_table,
         url=TrackingUrl._meta.db_table,
         hit=Hit._meta.db_table,
-        log=CampaignLogRecord._meta.db_table,
+        log_insert=CampaignLogRecord.insert_sql(
+            {
+                "action": "a.action",
+                "action_date": "t.at",
+                "campaign_id": "t.campaign_id",
+                "mass_email_id": "t.mass_email_id",
+                "queue_item_id": "t.id",
+                "content_type_id": "t.content_type_id",
+                "object_id": "t.object_id",
+                "tracking_url_id": "CASE WHEN a.action = 'clicked' THEN t.url_id END",
+                "email_template_id": "NULL",
+                "email_address": "t.address",
+                "bounce_type": "''",
+                "is_test": "t.is_test",
+            }
+        ),
         burst_seconds=int(BURST_SECONDS),
         prompt_seconds=int(PROMPT_SECONDS),
         **{name: _literal(text) for name, text in reasons.items()},

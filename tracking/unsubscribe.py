@@ -108,19 +108,11 @@ def _log_opted_out(item: QueueItem) -> bool:
     """Insert the Opted Out entry unless it exists; True when it did not exist before."""
     if _opted_out_log(item).exists():
         return False
-    record = CampaignLogRecord(
-        action=CampaignLogRecord.Action.OPTED_OUT,
-        campaign_id=item.mass_email.campaign_id,
-        mass_email_id=item.mass_email_id,
-        queue_item=item,
-        content_type_id=item.content_type_id,
-        object_id=item.object_id,
-        email_address=item.email_address.address,
-        is_test=item.is_test,
+    # A concurrent request (a double click, the mail client's one-click POST) may
+    # insert it first; the unique constraint keeps one.
+    CampaignLogRecord.objects.write(
+        [CampaignLogRecord.of_item(item, CampaignLogRecord.Action.OPTED_OUT)]
     )
-    # ON CONFLICT DO NOTHING: a concurrent request (a double click, the mail client's
-    # one-click POST) may insert it first; the unique constraint keeps one.
-    CampaignLogRecord.objects.bulk_create([record], ignore_conflicts=True)
     return True
 
 
