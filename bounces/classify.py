@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import Message
 
+from bounces.reasons import Reason, reason_for, reason_from_text
+from bounces.reasons import Verdict as Kind
+
 log = logging.getLogger(__name__)
 
-HARD, SOFT, COMPLAINT = "hard", "soft", "complaint"
-# Reasons that say the address itself is unusable; all others are the sender's problem.
-HARD_REASONS = frozenset({"userunknown", "hostunknown", "disabled", "hasmoved", "notaccept"})
+HARD, SOFT, COMPLAINT, DELAYED = Kind.HARD, Kind.SOFT, Kind.COMPLAINT, Kind.DELAYED
 DIAGNOSTIC_LIMIT = 500
 
 
@@ -543,7 +544,7 @@ def _says_why(text: str) -> bool:
     """Whether a diagnostic gives a reason: a reply code, a status, or a known phrase."""
     text = _strip_addresses(text)
     return bool(
-        ENHANCED_STATUS_RE.search(text) or SMTP_REPLY_RE.search(text) or _reason_from_text(text)
+        ENHANCED_STATUS_RE.search(text) or SMTP_REPLY_RE.search(text) or reason_from_text(text)
     )
 
 
@@ -625,198 +626,6 @@ def _flufl_failures(msg: Message, sections: Sections) -> list[Failure]:
     return failures
 
 
-# ------------------------------------------------------------------ reason vocabulary
-
-DIRECTORY_ACCESS_DENIED = r"recipient address rejected: access denied[.\s]*(?:$|\[|\(|as\()"
-
-# Ordered: the first match wins. Sender-side and transient causes come before
-# "user unknown" phrases, so a spam block worded as "recipient rejected" stays soft.
-REASON_PHRASES: list[tuple[str, str]] = [
-    # Exchange Online's directory-based edge blocking answers RCPT TO for an address it
-    # does not host with exactly this wording (then only a tracking id); "access denied"
-    # followed by a cause, or alone (below), is a block.
-    ("userunknown", DIRECTORY_ACCESS_DENIED),
-    # A local delivery program failed: the mailer's problem, whatever it printed.
-    (
-        "systemerror",
-        r"command output|command died|procmail|mail(?:box)? delivery program|pipe to \|",
-    ),
-    (
-        "mailboxfull",
-        r"mailbox (?:is )?full|mail ?box full|over ?quota|quota (?:exceeded|exceed|full)|"
-        r"exceeded (?:the )?(?:storage|quota)|insufficient (?:disk |system )?storage|"
-        r"mailbox (?:size )?limit|out of (?:disk )?space|disk quota|user is over|"
-        r"mailfolder is full|storage (?:quota|allocation) exceeded|"
-        r"has exceeded (?:its|his|her) (?:storage|quota)|not enough space",
-    ),
-    (
-        "toobig",
-        r"message (?:is )?too (?:big|large)|size exceeds|exceeds? (?:the )?(?:maximum|max)"
-        r"(?: allowed)? (?:message )?size|message size|too large|message length exceeds",
-    ),
-    (
-        "ratelimit",
-        r"rate limit|too many (?:messages|connections|recipients)|try again later|"
-        r"throttl|temporarily deferred|sending rate|at a rate that|receiving rate",
-    ),
-    (
-        "authfailure",
-        r"\bdmarc\b|\bspf\b|\bdkim\b|authenticat|sender policy framework|"
-        r"unauthenticated|not authorized to send",
-    ),
-    (
-        "spam",
-        r"\bspam|junk mail|content (?:filter|rejected)|bulk mail|\bvirus|malware|"
-        r"message (?:content )?rejected|suspicious|unsolicited",
-    ),
-    (
-        "blocked",
-        r"blocked|black ?list|block ?list|\brbl\b|\bdnsbl\b|spamhaus|spamcop|"
-        r"(?<!not )listed (?:at|in|on|by)|reputation|reverse (?:dns|lookup)|\bptr\b|"
-        r"\bhelo\b|banned|poor reputation|not allowed to send|refused to talk|"
-        r"access denied|relay(?:ing)? (?:access )?denied|relaying (?:not )?(?:allowed|permitted)|"
-        r"unable to relay|not permitted to relay|smtp server of your isp|dynamic ip|"
-        r"client host rejected|sender (?:address )?rejected|domain of sender|"
-        r"sender verify failed|rejected by (?:the )?(?:filter|policy)|tls required|"
-        r"my name was rejected|open relay|no access from|"
-        r"requires? (?:a )?(?:secure|tls|encrypt)",
-    ),
-    (
-        "policy",
-        r"\bpolicy\b|administrative prohibition|prohibited|not compliant|rfc ?5322|"
-        r"message header|header (?:is|was) (?:not|invalid)",
-    ),
-    (
-        "disabled",
-        r"account (?:has been |is |was )?(?:disabled|suspended|deactivated|inactive|locked|"
-        r"closed|expired|blocked)|"
-        r"mailbox (?:has been |is |was )?(?:disabled|suspended|deactivated|inactive|closed|"
-        r"locked)|(?:disabled|suspended|inactive|deactivated|closed) (?:account|mailbox|user)|"
-        r"user (?:account )?(?:is )?(?:disabled|suspended|inactive|deactivated)|"
-        r"no longer (?:active|in use|valid|available|exists)|"
-        r"is not accepting (?:any )?mail|account is unavailable|(?:mailbox|account) is frozen",
-    ),
-    ("hasmoved", r"has moved|address (?:has )?changed|no longer at this address"),
-    (
-        "hostunknown",
-        r"host (?:or domain name |[\w.-]+\.[a-z]{2,} )?not found(?!, try again)|unknown host|"
-        r"no such (?:host|domain)|"
-        r"domain (?:name )?(?:not found|does not exist|unknown|doesn't exist)|"
-        r"unrouteable (?:mail )?domain|unrouteable address|host unknown|illegal (?:host|domain)|"
-        r"(?:couldn't|could not|can't|cannot) find (?:a |any )?mail exchanger|"
-        r"unknown domain|domain is not (?:valid|hosted)|invalid domain|"
-        r"no mx|nxdomain|mx (?:record )?not found|bad destination (?:mailbox address|host)",
-    ),
-    (
-        "notaccept",
-        r"does not accept (?:e-?)?mail|null mx|not accept(?:ing)? mail|no smtp service",
-    ),
-    (
-        "userunknown",
-        r"user(?:name)? (?:is )?unknown|unknown (?:user|recipient|local[- ]part|address|"
-        r"mailbox|account|alias)|no such (?:user|mailbox|recipient|address|account|"
-        r"local user|person)|(?:user|mailbox|recipient|address|account|addressee)"
-        r"(?: name)? (?:does not|doesn't|did not) exist|"
-        r"(?:user|mailbox|recipient|address|account)(?: name)? (?:not found|unavailable|"
-        r"not exist|invalid|is invalid|not valid|unknown)|"
-        r"(?:invalid|bad|unknown) (?:recipient|mailbox|user|address)|"
-        r"not (?:a )?(?:valid|known) (?:user|mailbox|recipient)|"
-        r"no mailbox|mailbox not (?:found|available)|recipient not found|"
-        r"doesn't have an? .{0,20}account|does not have an? .{0,20}account|"
-        r"unknown or illegal alias|not listed in|"
-        r"no account|is not a valid|undeliverable address|"
-        r"couldn't be found|could not be found|not our customer|no valid recipients|"
-        r"user not found|nonexistent|non-existent|"
-        r"no such|invalid address|unknown user|invalid (?:final delivery )?userid|"
-        r"(?:recipient|user) name is not recognized|"
-        # Nothing but "the recipient address is refused": the address itself is the reason.
-        r"recipient address rejected\.?\s*(?:$|\()",
-    ),
-    (
-        "expired",
-        r"retry time(?:out)? (?:not reached|exceeded)|timed? ?out|time(?:d)? out|"
-        r"could not be delivered (?:with|within)|delivery time expired|"
-        r"message expired|(?:giving|given) up|too long|undeliverable for|"
-        r"has been delayed|still undelivered|(?:for|after) \d+ (?:days|hours)",
-    ),
-    (
-        "network",
-        r"connection (?:refused|reset|timed out|closed|lost)|network|"
-        r"could not connect|unable to connect|no route|lost connection|"
-        r"connect to .* failed|dns|temporary lookup failure|unreachable",
-    ),
-    (
-        "systemerror",
-        r"system error|internal error|local error|server error|"
-        r"resources|mail loop|loops? back|too many hops|routing loop|system config",
-    ),
-]
-REASON_RES = [(reason, re.compile(pattern, re.I)) for reason, pattern in REASON_PHRASES]
-
-# RFC 3463 (and the IANA registry): subject.detail -> reason, when the text says nothing.
-STATUS_REASONS: dict[str, str] = {
-    "1.1": "userunknown",
-    "1.2": "hostunknown",
-    "1.3": "userunknown",
-    "1.6": "hasmoved",
-    # x.1.7 / x.1.8 are about the *sender's* address: the recipient is not at fault.
-    "1.7": "blocked",
-    "1.8": "blocked",
-    "1.10": "notaccept",
-    "2.1": "disabled",
-    "2.2": "mailboxfull",
-    "2.3": "toobig",
-    "3.2": "notaccept",  # "System not accepting network messages"
-    "3.4": "toobig",
-    "4.7": "expired",
-    "7.13": "disabled",
-}
-STATUS_SUBJECT_REASONS = {
-    "1": "undefined",
-    "2": "undefined",
-    "3": "systemerror",
-    "4": "network",
-    "5": "undefined",
-    "6": "policy",
-    "7": "policy",
-}
-
-
-def _reason_from_text(text: str) -> str | None:
-    for reason, pattern in REASON_RES:
-        if pattern.search(text):
-            return reason
-    return None
-
-
-def _reason_from_status(status: str) -> str:
-    _, _, rest = status.partition(".")
-    if rest in STATUS_REASONS:
-        return STATUS_REASONS[rest]
-    return STATUS_SUBJECT_REASONS.get(rest.split(".")[0], "undefined")
-
-
-# Status codes whose subject is specific enough that the text need not be consulted:
-# the address-level ones are still checked against text so "5.1.1 mailbox full" is soft.
-SPECIFIC_STATUSES = frozenset({"2.2", "2.3", "3.2", "3.4", "7.13", "1.6", "1.7", "1.8", "1.10"})
-
-
-# RFC 7504: 521 and 556 mean the host does not accept mail at all.
-NO_MAIL_REPLY_RE = re.compile(r"(?<![\d.])(?:521|556)[ -]")
-
-
-def _reason(failure: Failure, status: str) -> str:
-    text_reason = _reason_from_text(_strip_addresses(failure.diagnostic))
-    if not text_reason and NO_MAIL_REPLY_RE.search(failure.diagnostic):
-        return "notaccept"
-    rest = status.partition(".")[2]
-    if rest in SPECIFIC_STATUSES:
-        return _reason_from_status(status)
-    if text_reason:
-        return text_reason
-    return _reason_from_status(status) if status else "undefined"
-
-
 def _strip_addresses(text: str) -> str:
     # Local parts like "spam-trap@" or domains like "blocked.example" must not trigger phrases.
     return ADDRESS_RE.sub(" ", re.sub(r"https?://\S+", " ", text))
@@ -847,10 +656,34 @@ def _status(failure: Failure) -> str:
 
 ADDRESS_SUBJECTS = frozenset({"1.1", "1.2"})
 
+# A warning that delivery is still being retried (Postfix, Exim, Sendmail, Exchange
+# word it so), as opposed to a final failure after retries ran out.
+DELAY_TEXT_RE = re.compile(
+    r"will (?:be )?retr(?:y|ied)|will keep trying|still trying|not yet been delivered|"
+    r"has not been delivered yet|delivery (?:has been |is )?delayed|"
+    r"delay(?:ed)? (?:warning|notification)|kept in the queue|do not need to re-?send|"
+    r"warning: message still undelivered|delivery attempts will continue|"
+    r"no action is required on your part|still being retried",
+    re.I,
+)
+FINAL_TEXT_RE = re.compile(
+    r"giving up|gave up|given up|will not be retried|no further (?:attempts|retries)|"
+    r"failed permanently|delivery has failed|has been deleted|permanent (?:error|failure)",
+    re.I,
+)
+
+
+def _is_delay(failure: Failure, status: str, notice: str) -> bool:
+    """RFC 3464: a delayed action is never final; text warnings say so in words."""
+    if failure.action == "delayed":
+        return True
+    if failure.action == "failed" or status.startswith("5") or failure.permanent_hint:
+        return False
+    text = failure.diagnostic + "\n" + notice
+    return bool(DELAY_TEXT_RE.search(text)) and not FINAL_TEXT_RE.search(text)
+
 
 def _is_permanent(failure: Failure, status: str, notice: str) -> bool:
-    if failure.action in ("delayed",):
-        return False
     if failure.action == "failed" and status.partition(".")[2] in ADDRESS_SUBJECTS:
         # The message came back for good with "no such mailbox/domain", even if the
         # remote server's reply was a 4xx (a 450 from a lookup table, e.g.).
@@ -872,17 +705,6 @@ RCPT_STAGE_RE = re.compile(
 DATA_STAGE_RE = re.compile(
     r"(?:after|in reply to|response to)\s*(?:the )?(?:end of )?DATA|>>> DATA|"
     r"DATA command|after end of data|message body",
-    re.I,
-)
-# Wordings of the recipient's own server looking the address up and finding nothing
-# (Exchange, Domino/Notes, Office 365, MMS gateways): not what a content filter says.
-DIRECTORY_MISS_RE = re.compile(
-    r"recipient name is not recognized|" + DIRECTORY_ACCESS_DENIED + "|"
-    # The final delivery agent (mail.local, IMail's) looked the user up on the mailbox host.
-    r"mail\.local: unknown user|invalid final delivery userid|"
-    r"not listed in (?:the )?(?:domino directory|public name (?:&|and) address book|"
-    r"address book|directory)|"
-    r"address couldn't be found|no valid recipients for this",
     re.I,
 )
 
@@ -908,8 +730,7 @@ def _transcript_stage(notice: str, diagnostic: str) -> str:
     if not reply:
         return ""
     command = ""
-    for line in notice.split("\n"):
-        line = line.strip()
+    for line in (line.strip() for line in notice.split("\n")):
         if line.startswith(">>>"):
             command = line[3:].strip().split(" ")[0].upper()
         elif line.startswith("<<<") and _reply_key(line[3:]) == reply:
@@ -922,40 +743,18 @@ def _reply_key(text: str) -> str:
     return " ".join(_strip_addresses(found.group(0)).lower().split()) if found else ""
 
 
-def _judge(reason: str, status: str, stage: str, directory_miss: bool) -> tuple[str, str]:
-    """hard/soft for a permanent failure; "user unknown" needs proof it was about the address.
-
-    Filters often refuse a message after DATA, or with a bare 550, wording it as
-    "user unknown"; an address status (5.1.x), a refusal of RCPT TO, or a server saying
-    its directory has no such entry prove it. x.2.1 does not: RFC 3463 defines it as
-    "mailbox exists but is not accepting messages", and Sendmail-style filters send
-    "5.2.1 ... User unknown" for mail they refuse.
-    """
-    if reason not in HARD_REASONS:
-        return SOFT, reason
-    if status.startswith(("5.1.", "5.7.13")):
-        # Codes that name the address itself: no unknown / disabled account.
-        return HARD, reason
-    if stage == "data":
-        return SOFT, "filtered"
-    proven = stage == "rcpt" or directory_miss
-    if reason == "userunknown" and not proven:
-        return SOFT, "filtered"
-    return HARD, reason
-
-
 def _verdict(failure: Failure, notice: str) -> Verdict:
     status = _status(failure)
-    reason = _reason(failure, status)
-    hard = False
-    if _is_permanent(failure, status, notice):
-        directory_miss = bool(DIRECTORY_MISS_RE.search(failure.diagnostic))
+    if _is_delay(failure, status, notice):
+        reason, verdict = Reason.DELAYED, DELAYED
+    else:
         stage = _stage(failure) or _transcript_stage(notice, failure.diagnostic)
-        verdict, reason = _judge(reason, status, stage, directory_miss)
-        hard = verdict == HARD
+        permanent = _is_permanent(failure, status, notice)
+        judgement = reason_for(status, failure.diagnostic, stage, permanent=permanent)
+        reason, verdict = judgement.reason, judgement.verdict
     return Verdict(
         address=failure.address,
-        verdict=HARD if hard else SOFT,
+        verdict=verdict,
         status=status,
         reason=reason,
         diagnostic=" ".join(failure.diagnostic.split())[:DIAGNOSTIC_LIMIT],

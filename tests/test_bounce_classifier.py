@@ -66,7 +66,7 @@ def test_dsn_user_unknown_is_hard() -> None:
         "hard",
         "5.1.1",
     )
-    assert verdict.reason == "userunknown"
+    assert verdict.reason == "user unknown"
     assert "User unknown" in verdict.diagnostic
 
 
@@ -77,7 +77,7 @@ def test_address_is_lower_cased() -> None:
 def test_mailbox_full_is_soft_even_with_permanent_code() -> None:
     raw = make_dsn(status="5.2.2", diagnostic="smtp; 552 5.2.2 Mailbox full")
     verdict = only(classify(raw))
-    assert (verdict.verdict, verdict.reason) == ("soft", "mailboxfull")
+    assert (verdict.verdict, verdict.reason) == ("soft", "mailbox full")
 
 
 def test_policy_rejection_is_soft() -> None:
@@ -92,12 +92,13 @@ def test_policy_rejection_is_soft() -> None:
 def test_dmarc_failure_is_soft() -> None:
     raw = make_dsn(status="5.7.26", diagnostic="smtp; 550 5.7.26 Unauthenticated email (DMARC)")
     verdict = only(classify(raw))
-    assert (verdict.verdict, verdict.reason) == ("soft", "authfailure")
+    assert (verdict.verdict, verdict.reason) == ("soft", "authentication")
 
 
-def test_delayed_action_is_never_hard() -> None:
+def test_delayed_action_is_a_delay_not_a_bounce() -> None:
     raw = make_dsn(action="delayed", status="4.4.7", diagnostic="smtp; 451 4.4.7 user unknown")
-    assert only(classify(raw)).verdict == "soft"
+    verdict = only(classify(raw))
+    assert (verdict.verdict, verdict.reason) == ("delayed", "delayed")
 
 
 def test_delivered_notice_gives_no_verdict() -> None:
@@ -123,7 +124,7 @@ def test_550_user_unknown_refusing_rcpt_to_is_hard() -> None:
 def test_host_unknown_is_hard() -> None:
     raw = make_dsn(status="5.1.2", diagnostic="X-Postfix; Host or domain name not found")
     verdict = only(classify(raw))
-    assert (verdict.verdict, verdict.reason) == ("hard", "hostunknown")
+    assert (verdict.verdict, verdict.reason) == ("hard", "host unknown")
 
 
 def test_identifiers_are_extracted() -> None:
@@ -306,7 +307,7 @@ def test_sendmail_transcript_reply_after_data_is_soft() -> None:
         diagnostic="smtp; 550 5.2.1 <gone@example.org>... User Unknown",
         notice=transcript,
     )
-    assert (only(classify(raw)).verdict, only(classify(raw)).reason) == ("soft", "filtered")
+    assert (only(classify(raw)).verdict, only(classify(raw)).reason) == ("soft", "content rejected")
 
 
 def test_failed_action_with_address_status_is_hard_even_from_a_4xx_reply() -> None:
@@ -324,7 +325,7 @@ def test_system_not_accepting_mail_is_hard() -> None:
         diagnostic="smtp; 521 5.3.2 <gone@example.org>: System not accepting network messages",
     )
     verdict = only(classify(raw))
-    assert (verdict.verdict, verdict.reason) == ("hard", "notaccept")
+    assert (verdict.verdict, verdict.reason) == ("hard", "not accepted")
 
 
 def test_exchange_online_directory_rejection_is_hard_but_plain_access_denied_is_soft() -> None:
@@ -467,7 +468,7 @@ The user(s) account is disabled.
 <gone@example.org>
 """
     verdict = only(classify(raw))
-    assert (verdict.verdict, verdict.reason) == ("hard", "disabled")
+    assert (verdict.verdict, verdict.reason) == ("hard", "mailbox disabled")
 
 
 def test_delay_warning_is_soft() -> None:
@@ -495,5 +496,5 @@ Your mail sent on: Thu, 29 Apr 2013 23:45:22 +0900
     assert (verdict.address, verdict.verdict, verdict.reason) == (
         "full@example.org",
         "soft",
-        "mailboxfull",
+        "mailbox full",
     )

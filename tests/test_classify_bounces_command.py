@@ -55,7 +55,7 @@ def test_json_output_one_object_per_file(tmp_path: Path) -> None:
                     "address": "gone@example.org",
                     "verdict": "hard",
                     "status": "5.1.1",
-                    "reason": "userunknown",
+                    "reason": "user unknown",
                 }
             ],
             "queue_item_id": "42",
@@ -71,7 +71,7 @@ def test_table_output_is_aligned(tmp_path: Path) -> None:
     header, row = out.getvalue().splitlines()
     assert header.split() == ["file", "address", "verdict", "status", "reason"]
     assert header.index("address") == row.index("gone@example.org")
-    assert row.split()[2:] == ["hard", "5.1.1", "userunknown"]
+    assert row.split()[2:] == ["hard", "5.1.1", "user", "unknown"]
 
 
 def test_unreadable_file_is_reported_and_the_rest_still_classified(tmp_path: Path) -> None:
