@@ -170,7 +170,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(BounceEvent)
 class BounceEventAdmin(ReadOnlyAdmin):
     list_display = ["occurred_at", "address", "verdict", "status", "reason", "source"]
-    list_filter = ["verdict", "source", "occurred_at"]
+    list_filter = ["verdict", "reason", "source", "occurred_at"]
     search_fields = ["address", "diagnostic"]
     list_select_related = ["email_address"]
     raw_id_fields = ["email_address", "queue_item"]
@@ -182,7 +182,7 @@ class UnmatchedBounceAdmin(ReadOnlyAdmin):
     """Bounces for addresses nobody here has: a typo'd import, an old list, a forwarder."""
 
     list_display = ["occurred_at", "address", "verdict", "status", "reason", "source", "reviewed"]
-    list_filter = ["reviewed", "verdict", "source"]
+    list_filter = ["reviewed", "verdict", "reason", "source"]
     search_fields = ["address", "diagnostic"]
     readonly_fields = ["address", "verdict", "status", "reason", "diagnostic", "source"]
     exclude = ["email_address", "queue_item", "event_key"]

@@ -5,6 +5,8 @@ soft      -> Bounced (Soft) logged; an address whose messages bounced soft
              `soft_bounce_threshold` times (counted per message) within
              `soft_bounce_window_days` becomes invalid too.
 complaint -> the address is opted out; Opted Out logged once per queue item.
+delayed   -> not a bounce: delivery is still being retried (RFC 3464). No log row,
+             the address stays valid; only the queue item notes the delay.
 
 Every call records BounceEvent rows; (source, event_key, address) is unique, so a
 message read twice or a webhook delivered twice changes nothing the second time.
@@ -20,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from bounces.classify import COMPLAINT, HARD, SOFT, Report, Verdict
+from bounces.classify import COMPLAINT, DELAYED, HARD, SOFT, Report, Verdict
 from bounces.models import BounceEvent
 from campaigns.models import CampaignLogRecord
 from massmail.models import OutboundSettings, QueueItem
@@ -139,6 +141,9 @@ def _apply(event: BounceEvent) -> None:
     elif event.verdict == COMPLAINT:
         addresses.update(opt_out=True, updated_at=now)
         _log(event, CampaignLogRecord.Action.OPTED_OUT, "")
+    elif event.verdict == DELAYED and event.queue_item_id:
+        note = f"delivery delayed ({event.status or 'no status'}): {event.diagnostic}"
+        QueueItem.objects.filter(pk=event.queue_item_id).update(last_error=note[:1000])
 
 
 def _soft_threshold_reached(email_address_id: int) -> bool:

@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from bounces.reasons import Reason, Verdict
+
 
 class Security(models.TextChoices):
     TLS = "tls", "TLS"
@@ -91,10 +93,8 @@ class BounceEvent(models.Model):
     kept for an administrator to review rather than dropped.
     """
 
-    class Verdict(models.TextChoices):
-        HARD = "hard", "Hard bounce"
-        SOFT = "soft", "Soft bounce"
-        COMPLAINT = "complaint", "Complaint"
+    Verdict = Verdict
+    Reason = Reason
 
     source = models.CharField(max_length=50, help_text="imap, smtp, esp:<name>")
     event_key = models.CharField(max_length=255, blank=True)
@@ -115,7 +115,7 @@ class BounceEvent(models.Model):
     )
     verdict = models.CharField(max_length=10, choices=Verdict.choices)
     status = models.CharField(max_length=20, blank=True)
-    reason = models.CharField(max_length=100, blank=True)
+    reason = models.CharField(max_length=100, blank=True, choices=Reason.choices)
     diagnostic = models.TextField(blank=True)
     occurred_at = models.DateTimeField(default=timezone.now)
     reviewed = models.BooleanField(default=False)

@@ -110,7 +110,7 @@ LEGACY_NAMES: dict[str, str] = {
     "ratelimit": Reason.RATE_LIMITED,
     "speeding": Reason.RATE_LIMITED,
     "toomanyconn": Reason.RATE_LIMITED,
-    "timed_out": Reason.EXPIRED,
+    "timedout": Reason.EXPIRED,
     "systemerror": Reason.SYSTEM_ERROR,
     "systemfull": Reason.SYSTEM_ERROR,
     "network": Reason.NETWORK_ERROR,
@@ -130,7 +130,8 @@ def normalise(name: str) -> str:
     name = (name or "").strip().lower()
     if name in Reason.values:
         return name
-    return LEGACY_NAMES.get(name.replace(" ", "").replace("-", ""), Reason.UNDEFINED)
+    key = re.sub(r"[\s_-]", "", name)
+    return LEGACY_NAMES.get(key, Reason.UNDEFINED)
 
 
 @dataclass(frozen=True)

@@ -20,28 +20,68 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
+from functools import wraps
 
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 from anymail.utils import get_anymail_setting
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.urls import URLPattern
+from django.views.decorators.csrf import csrf_exempt
 
 from bounces.classify import COMPLAINT, HARD, SOFT, Report, Verdict
 from bounces.effects import apply_report
+from bounces.reasons import Reason, reason_for, status_in
 
 log = logging.getLogger(__name__)
 
-ENHANCED_STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 SMTP_CODE_RE = re.compile(r"(?<![\d.])([45]\d\d)(?![\d.])")
-# 5.1.x: the mailbox or domain does not exist; 5.2.1: the mailbox is disabled.
-ADDRESS_STATUS_RE = re.compile(r"^5\.(?:1\.\d+|2\.1)$")
-ADDRESS_WORDS_RE = re.compile(
-    r"unknown (?:user|recipient|address|mailbox)|user unknown|no such (?:user|mailbox|address)"
-    r"|does(?: not|n't) exist|invalid (?:recipient|address|mailbox)"
-    r"|mailbox (?:not found|unavailable)|recipient not found|user not found|address rejected",
-    re.IGNORECASE,
-)
-SOFT_REJECT_REASONS = frozenset({RejectReason.BLOCKED, RejectReason.TIMED_OUT})
-OPT_OUT_REASONS = {RejectReason.SPAM: "complaint", RejectReason.UNSUBSCRIBED: "unsubscribed"}
+# anymail's reject reasons that say the provider refused the address before sending.
+REJECT_REASONS = {
+    RejectReason.INVALID: Reason.USER_UNKNOWN,
+    RejectReason.BLOCKED: Reason.POLICY,
+    RejectReason.TIMED_OUT: Reason.EXPIRED,
+}
+OPT_OUT_REASONS = {
+    RejectReason.SPAM: Reason.COMPLAINT,
+    RejectReason.UNSUBSCRIBED: Reason.UNSUBSCRIBED,
+}
+
+
+# What anymail's parsers raise on a body that is not the provider's format: bad JSON
+# or encoding (ValueError), missing or mistyped fields.
+MALFORMED_BODY_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
+def webhook_urls() -> list[URLPattern]:
+    """anymail's webhook URLs, each view guarded against malformed bodies."""
+    from anymail import urls
+
+    return [
+        URLPattern(p.pattern, refusing_malformed(p.callback), p.default_args, p.name)
+        for p in urls.urlpatterns
+    ]
+
+
+def refusing_malformed(view: Callable) -> Callable:
+    """A malformed body answers 400 and writes nothing (anymail would answer 500).
+
+    The whole request is one transaction, so events already applied from a body that
+    later turns out malformed are rolled back with it.
+    """
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            with transaction.atomic():
+                return view(request, *args, **kwargs)
+        except MALFORMED_BODY_ERRORS as error:
+            log.warning("malformed webhook body at %s: %r", request.path, error)
+            return HttpResponseBadRequest("Malformed webhook body.")
+
+    return csrf_exempt(guarded)
 
 
 def handle_tracking_event(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) -> None:
@@ -53,7 +93,8 @@ def handle_tracking_event(sender, event: AnymailTrackingEvent, esp_name: str, **
     report = Report(
         recipients=[verdict],
         queue_item_id=_queue_item_id(event),
-        message_id=event.message_id if isinstance(event.message_id, str) else None,
+        # Postal's ids are integers; the send recorded them as text.
+        message_id=str(event.message_id) if event.message_id not in (None, "") else None,
     )
     source = "esp:" + esp_name.lower().replace(" ", "-")
     apply_report(report, source=source, event_key=_event_key(event))
@@ -93,61 +134,100 @@ def verdict_for(event: AnymailTrackingEvent) -> Verdict | None:
     text = str(event.mta_response or event.description or "")[:500]
     status = _status(event, text)
     if event.event_type == EventType.COMPLAINED:
-        return Verdict(address, COMPLAINT, status, "complaint", text)
+        return Verdict(address, COMPLAINT, status, Reason.COMPLAINT, text)
     if event.event_type == EventType.UNSUBSCRIBED:
-        return Verdict(address, COMPLAINT, status, "unsubscribed", text)
-    if event.event_type not in (EventType.BOUNCED, EventType.REJECTED):
+        return Verdict(address, COMPLAINT, status, Reason.UNSUBSCRIBED, text)
+    if not _is_failure(event):
         return None
     if event.reject_reason in OPT_OUT_REASONS:
         return Verdict(address, COMPLAINT, status, OPT_OUT_REASONS[event.reject_reason], text)
-    hard = _is_hard(event, status, text)
-    reason = "userunknown" if hard else (event.reject_reason or "other")
+    reason, hard = _judge(event, status, text)
     return Verdict(address, HARD if hard else SOFT, status, reason, text)
 
 
-def _is_hard(event: AnymailTrackingEvent, status: str, text: str) -> bool:
-    """Only a bad address is hard: precision first, as for mailbox bounces."""
-    if _provider_says_temporary(event) or event.reject_reason in SOFT_REJECT_REASONS:
-        return False
+def _is_failure(event: AnymailTrackingEvent) -> bool:
+    if event.event_type in (EventType.BOUNCED, EventType.REJECTED):
+        return True
+    # Postal's MessageDeliveryFailed (status HardFail): the remote server refused for good.
+    return event.event_type == EventType.FAILED and _raw(event).get("event") in POSTAL_FAILED
+
+
+POSTAL_FAILED = frozenset({"MessageDeliveryFailed"})
+
+
+def _judge(event: AnymailTrackingEvent, status: str, text: str) -> tuple[str, bool]:
+    """Reason and hard/soft. The provider's own hard/soft flag wins where it has one;
+    otherwise the status and text decide, precision first, as for mailbox bounces."""
+    flag = _provider_flag(event)
+    permanent = False if flag == SOFT else None
+    if status.startswith("4") and flag != HARD:
+        permanent = False
+    stage = "rcpt" if flag == HARD else ""
+    judgement = reason_for(status if "." in status else "", text, stage, permanent=permanent)
+    reason = judgement.reason
+    if event.reject_reason in REJECT_REASONS and reason == Reason.UNDEFINED:
+        reason = REJECT_REASONS[event.reject_reason]
+    if flag is not None:
+        return reason, flag == HARD
+    if event.reject_reason in (RejectReason.BLOCKED, RejectReason.TIMED_OUT):
+        return reason, False
     if status.startswith("4"):
-        return False
-    if ADDRESS_STATUS_RE.match(status):
-        return True
-    if status.count(".") == 2 and status != "5.0.0":
-        return False  # full mailbox, policy, network, content: not the address's fault
-    if ADDRESS_WORDS_RE.search(text):
-        return True
-    # The provider called it a bounce of the address (or rejected it as invalid).
+        return reason, False
+    if judgement.is_hard or reason != Reason.UNDEFINED:
+        return reason, judgement.is_hard
+    # Nothing in the text says why: the provider called it a bounce of the address,
+    # or refused to send to an address that bounced before or is invalid.
     known_bad = (RejectReason.BOUNCED, RejectReason.INVALID)
-    if event.event_type == EventType.BOUNCED:
-        return event.reject_reason in (None, *known_bad)
-    return event.reject_reason in known_bad
+    if event.event_type == EventType.BOUNCED and event.reject_reason in (None, *known_bad):
+        return Reason.USER_UNKNOWN, True
+    if event.reject_reason in known_bad:
+        return Reason.USER_UNKNOWN, True
+    return reason, False
 
 
-def _provider_says_temporary(event: AnymailTrackingEvent) -> bool:
-    """The providers' own hard/soft split, where their payload has one."""
-    raw = event.esp_event if isinstance(event.esp_event, dict) else {}
+def _raw(event: AnymailTrackingEvent) -> dict:
+    return event.esp_event if isinstance(event.esp_event, dict) else {}
+
+
+def _provider_flag(event: AnymailTrackingEvent) -> str | None:
+    """HARD or SOFT where the provider's payload says which, else None."""
+    raw = _raw(event)
     ses_bounce = raw.get("bounce") if isinstance(raw.get("bounce"), dict) else {}
-    return (
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    payload = raw.get("payload") if isinstance(raw.get("payload"), dict) else {}
+    soft = (
         ses_bounce.get("bounceType", "Permanent") != "Permanent"  # Amazon SES
         or raw.get("Type") in ("SoftBounce", "Transient", "DnsError")  # Postmark
         or raw.get("type") == "blocked"  # SendGrid: a block, not a bad address
         or raw.get("severity") == "temporary"  # Mailgun
+        or raw.get("event") == "soft_bounce"  # Brevo
+        or data.get("type") == "soft_bounced"  # MailerSend
+        or raw.get("hard_bounce") is False  # Mailjet
     )
+    if soft:
+        return SOFT
+    hard = (
+        raw.get("event") == "hard_bounce"  # Brevo
+        or data.get("type") == "hard_bounced"  # MailerSend
+        or raw.get("hard_bounce") is True  # Mailjet
+        or raw.get("Type") == "HardBounce"  # Postmark
+        or payload.get("status") == "HardFail"  # Postal
+    )
+    return HARD if hard else None
 
 
 def _status(event: AnymailTrackingEvent, text: str) -> str:
     """The RFC 3463 status: from the SMTP text, else the provider's own field."""
-    found = ENHANCED_STATUS_RE.search(text)
+    found = status_in(text)
     if found:
-        return ".".join(found.groups())
-    raw = event.esp_event if isinstance(event.esp_event, dict) else {}
+        return found
+    raw = _raw(event)
     provided = str(raw.get("status") or "")  # SendGrid
     for recipient in (raw.get("bounce") or {}).get("bouncedRecipients") or []:  # Amazon SES
         if isinstance(recipient, dict) and recipient.get("emailAddress") == event.recipient:
             provided = str(recipient.get("status") or provided)
-    found = ENHANCED_STATUS_RE.search(provided)
+    found = status_in(provided)
     if found:
-        return ".".join(found.groups())
+        return found
     code = SMTP_CODE_RE.search(text)
     return code.group(1) if code else ""

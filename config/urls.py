@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from bounces.webhooks import webhook_urls
+
 admin.site.site_header = "massmail"
 admin.site.site_title = "massmail"
 admin.site.index_title = "Email marketing"
@@ -11,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Public endpoints: unsubscribe page and one-click, tracked links, open pixel.
     path("", include("tracking.urls")),
-    # ESP tracking webhooks (bounces, complaints): bounces.webhooks receives the events.
-    path("webhooks/anymail/", include("anymail.urls")),
+    # ESP tracking webhooks (bounces, complaints): bounces.webhooks receives the events;
+    # a malformed body answers 400.
+    path("webhooks/anymail/", include((webhook_urls(), "anymail"))),
 ]

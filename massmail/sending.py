@@ -62,8 +62,9 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from bounces.classify import HARD, Report, Verdict
+from bounces.classify import Report, Verdict
 from bounces.effects import apply_report
+from bounces.reasons import reason_for
 from campaigns.models import Campaign, CampaignLogRecord
 from massmail.composition import PreparedMessage, prepare
 from massmail.models import MassEmail, OutboundSettings, QueueItem
@@ -654,11 +655,13 @@ def sent_log(item: QueueItem, sent_at: datetime) -> CampaignLogRecord:
 def record_hard_bounce(item: QueueItem, reply: str) -> None:
     """An SMTP-time 5.1.x rejection is a hard bounce, through the bounce pipeline."""
     status = enhanced_status(reply) or "5.1.1"
+    # The reason table decides, as for mailbox bounces: a block worded as 5.1.x is soft.
+    judgement = reason_for(status, reply, "rcpt", permanent=True)
     verdict = Verdict(
         address=item.email_address.address,
-        verdict=HARD,
+        verdict=judgement.verdict,
         status=status,
-        reason="user unknown",
+        reason=judgement.reason,
         diagnostic=reply,
     )
     report = Report(recipients=[verdict], queue_item_id=str(item.uid))

@@ -315,6 +315,12 @@ class DjangoBackendTransport:
             raise _error_from_backend(error) from error
         if not sent:
             raise TransportError("the email backend did not send the message")
+        # The provider's id for the message (django-anymail): its webhooks name the
+        # message by it (Postal, MailerSend send no metadata back), so it is what the
+        # queue item records as its Message-ID.
+        esp_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
+        if esp_id not in (None, ""):
+            rendered.message_id = str(esp_id)[:255]
 
     def close(self) -> None:
         if self.opened:

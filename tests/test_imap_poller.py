@@ -63,7 +63,7 @@ def test_bounces_are_applied_others_left_in_place_and_a_second_poll_changes_noth
     imap_mailbox.append(MALFORMED)
     imap_mailbox.append(arf_complaint(complainer))
     imap_mailbox.append(
-        postfix_dsn(full, status="4.2.2", diagnostic="smtp; 452 4.2.2 Mailbox full")
+        postfix_dsn(full, status="5.2.2", diagnostic="smtp; 552 5.2.2 Mailbox full")
     )
     account = make_account(imap_mailbox)
 
@@ -385,3 +385,65 @@ def test_mailbox_buttons_need_the_change_permission(imap_mailbox, client) -> Non
     assert response.status_code == 403
     account.refresh_from_db()
     assert account.last_polled_at is None
+
+
+EXIM_DELAY_WARNING = """\
+Return-Path: <>
+From: Mail Delivery System <Mailer-Daemon@mx.example.test>
+To: bounces@example.test
+Subject: Warning: message 1tXyZa-000Abc-7Q delayed 24 hours
+Auto-Submitted: auto-replied
+X-Failed-Recipients: {rcpt}
+
+This message was created automatically by mail delivery software.
+A message that you sent has not yet been delivered to one or more of its
+recipients after more than 24 hours on the queue on mx.example.test.
+
+The message identifier is:     1tXyZa-000Abc-7Q
+The subject of the message is: Our news
+
+The address to which the message has not yet been delivered is:
+
+  {rcpt}
+    host mx.example.org [192.0.2.10]: Connection timed out
+
+No action is required on your part. Delivery attempts will continue for
+some time, and this warning may be repeated at intervals if the message
+remains undelivered. Eventually the mail delivery software will give up,
+and when that happens, the message will be returned to you.
+
+------ This is a copy of the message's headers. ------
+
+X-Queue-Item-Id: {uid}
+Subject: Our news
+"""
+
+
+def test_delayed_dsn_and_delay_warning_log_no_bounce_and_leave_the_address_valid(
+    imap_mailbox,
+) -> None:
+    """RFC 3464: "delayed" is never final. Only the queue item notes the delay."""
+    dsn_delayed, warned = make_queue_item(), make_queue_item()
+    imap_mailbox.append(
+        postfix_dsn(dsn_delayed, status="4.4.1", diagnostic="smtp; 451 4.4.1 Connection timed out")
+    )
+    warning = EXIM_DELAY_WARNING.format(rcpt=warned.email_address.address, uid=warned.uid)
+    imap_mailbox.append(warning.encode())
+    account = make_account(imap_mailbox)
+
+    result = imap.poll_account(account)
+
+    assert (result.error, result.failed) == ("", 0)
+    for item in (dsn_delayed, warned):
+        assert address_state(item) == (False, False)
+        assert not CampaignLogRecord.objects.filter(queue_item=item).exists()
+        item.refresh_from_db()
+        assert item.last_error.startswith("delivery delayed")
+    assert set(BounceEvent.objects.values_list("verdict", flat=True)) == {"delayed"}
+    # Many warnings for one slow message never reach the soft-bounce threshold.
+    settings = OutboundSettings.load()
+    settings.soft_bounce_threshold = 1
+    settings.save()
+    imap_mailbox.append(warning.replace("24 hours", "48 hours").encode())
+    imap.poll_account(account)
+    assert address_state(warned) == (False, False)
