@@ -313,6 +313,9 @@ def _dsn_failures(blocks: list[dict[str, str]], notice: str) -> list[Failure]:
         diagnostic = _typed_value(block.get("diagnostic-code", ""))
         if not diagnostic and final:
             diagnostic = _context(notice, final)
+        if block.get("x-powermta-bouncecategory"):
+            # PowerMTA's own judgement of the reply, read by the reason table.
+            diagnostic += f" (bounce-category: {block['x-powermta-bouncecategory']})"
         failures[address] = Failure(
             address=address,
             context=_context(notice, final or address),
@@ -385,7 +388,7 @@ def _lines_about(paragraph: str, address: str) -> str:
 
 def _complaints(msg: Message, sections: Sections) -> list[str]:
     reports = sections.feedback + [t for t in sections.notice if _looks_like_arf(t)]
-    if not reports and not _is_jmrp(msg, sections):
+    if not reports and not _is_jmrp(msg, sections) and not _is_abuse_report(msg, sections):
         return []
     # A report may name several recipients, one Original-Rcpt-To line each.
     named = re.findall(
@@ -408,6 +411,38 @@ def _is_jmrp(msg: Message, sections: Sections) -> bool:
     if re.match(r"\s*complaint about message from", _header(msg, "Subject"), re.I):
         return True
     return any(_header(m, "X-HmXmrOriginalRecipient") for m in sections.returned)
+
+
+# Feedback loops and complaint services that do not send RFC 5965 reports (AOL's
+# "Client TOS Notification", SpamCop, provider and hosting "abuse report" forwards):
+# words a recipient's complaint is reported in, on a message that carries the original.
+ABUSE_REPORT_RE = re.compile(
+    r"\babuse report\b|\bspam (?:complaint|report)\b|\bcomplaint about (?:a |this |your )?"
+    r"(?:e-?mail |message)|\bfeedback[- ]loop\b|\bfbl (?:report|complaint|notification)\b|"
+    r"\b(?:reported|marked|flagged|classified) (?:this (?:message|e-?mail) |it )?"
+    r"as (?:spam|junk)\b|"
+    r"\bclient tos notification\b|\bthis message is brief for your comfort\b|"
+    r"\bspamcop\b[^\n]{0,80}\bid:|\bcomplained about\b|\bjunk mail report\b",
+    re.I,
+)
+
+
+def _is_abuse_report(msg: Message, sections: Sections) -> bool:
+    """A complaint that is not strict ARF: abuse wording and the original attached.
+
+    Not a delivery report: no DSN part, not from a mailer daemon, no bounce subject,
+    since a filter's bounce may say a message "was classified as spam".
+    """
+    if sections.dsn or not (sections.returned or sections.returned_text):
+        return False
+    subject = _header(msg, "Subject")
+    sender = _header(msg, "From") + " " + _header(msg, "Return-Path")
+    if BOUNCE_FROM_RE.search(sender) or BOUNCE_SUBJECT_RE.search(subject):
+        return False
+    if _header(msg, "X-Failed-Recipients").strip():
+        return False
+    opening = "\n".join(sections.notice)[:2000]
+    return bool(ABUSE_REPORT_RE.search(subject) or ABUSE_REPORT_RE.search(opening))
 
 
 def _looks_like_arf(text: str) -> bool:

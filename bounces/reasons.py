@@ -174,7 +174,8 @@ STATUS_SUBJECT_REASONS: dict[str, str] = {
 }
 # Subjects specific enough that the text is not consulted. The address ones (x.1.1,
 # x.1.2) are not here: "5.1.1 mailbox full" is a full mailbox.
-DECISIVE_STATUSES = frozenset({"2.2", "2.3", "3.2", "3.4", "7.13", "1.6", "1.7", "1.8", "1.10"})
+# x.1.10 is not: RFC 7505 gives it to null MX, Exchange Online to "recipient not found".
+DECISIVE_STATUSES = frozenset({"2.2", "2.3", "3.2", "3.4", "7.13", "1.6", "1.7", "1.8"})
 # Codes that name the address itself: no such mailbox or domain, account disabled.
 ADDRESS_STATUS_PREFIXES = ("5.1.", "5.7.13")
 
@@ -491,6 +492,7 @@ ADDRESS_LOOKUP_RE = re.compile(
             r"unrouteable address",  # Exim: no router accepted the address
             r"mailbox disabled, not accepting",  # Sun Messaging Server
             r"user unknown in (?:local recipient|virtual (?:mailbox|alias)|relay recipient)",
+            r"bounce-?category:\s*(?:bad-mailbox|inactive-mailbox|bad-domain)",  # PowerMTA
         ]
     ),
     re.I,
