@@ -267,7 +267,7 @@ TEXT_PATTERNS: list[tuple[str, list[str]]] = [
     (
         Reason.CONTENT_REJECTED,
         [
-            r"\bspam",
+            r"\bspam(?!haus|cop)",  # not the blocklists' names: those are blocks
             r"junk mail",
             r"content (?:filter|rejected)",
             r"bulk mail",
@@ -561,7 +561,7 @@ def is_address_lookup(text: str, status: str = "") -> bool:
 
 def _without_addresses(text: str) -> str:
     # Local parts like "spam-trap@" or domains like "blocked.example" must not trigger phrases.
-    return EMAIL_RE.sub(" ", URL_RE.sub(" ", text or ""))
+    return " ".join(EMAIL_RE.sub(" ", URL_RE.sub(" ", text or "")).split())
 
 
 # RFC 7504: 521 and 556 mean the host does not accept mail at all.
