@@ -358,6 +358,7 @@ TEXT_PATTERNS: list[tuple[str, list[str]]] = [
             r"host unknown",
             r"illegal (?:host|domain)",
             r"(?:couldn't|could not|can't|cannot) find (?:a |any )?mail exchanger",
+            r"(?:unable to|couldn't|could not|can't|cannot) find (?:the |an? |any )?mx\b",
             r"unknown domain",
             r"domain is not (?:valid|hosted)",
             r"invalid domain",

@@ -131,7 +131,8 @@ def _queue_item_id(event: AnymailTrackingEvent) -> str | None:
 def verdict_for(event: AnymailTrackingEvent) -> Verdict | None:
     """The verdict an event means for its recipient, or None when it is no failure."""
     address = event.recipient or ""
-    text = str(event.mta_response or event.description or "")[:500]
+    # Mailjet names its reason ("user unknown", "quota exceeded") only in "error".
+    text = str(event.mta_response or event.description or _raw(event).get("error") or "")[:500]
     status = _status(event, text)
     if event.event_type == EventType.COMPLAINED:
         return Verdict(address, COMPLAINT, status, Reason.COMPLAINT, text)
