@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "bounce-corpus"
+# Beside the repository, or where MASSMAIL_BOUNCE_CORPUS says (git worktrees live elsewhere).
+CORPUS = Path(
+    os.environ.get("MASSMAIL_BOUNCE_CORPUS")
+    or Path(__file__).resolve().parents[2] / "shared" / "bounce-corpus"
+)
 
 pytestmark = pytest.mark.skipif(
     not (CORPUS / "labels.jsonl").exists(),
