@@ -277,6 +277,11 @@ TEXT_PATTERNS: list[tuple[str, list[str]]] = [
             r"suspicious",
             r"unsolicited",
             r"\[ph01\]",  # Yahoo: a suspected phishing message
+            r"phish",
+            r"content restriction",
+            r"prohibited attachment",
+            r"attachment (?:type )?(?:is )?(?:not allowed|rejected|blocked|forbidden)",
+            r"banned (?:file|attachment)",
         ],
     ),
     (
@@ -289,6 +294,11 @@ TEXT_PATTERNS: list[tuple[str, list[str]]] = [
             r"\bdnsbl\b",
             r"spamhaus",
             r"spamcop",
+            # Blocklists and reputation services named in refusals.
+            r"barracuda|sorbs|uceprotect|spamrats|mailspike|cloudmark|senderscore",
+            r"\b(?:pbl|sbl|xbl|cbl|dbl)\b",
+            r"greylist|graylist",
+            r"(?:too many|user) complaints",
             r"(?<!not )listed (?:at|in|on|by)",
             r"reputation",
             r"reverse (?:dns|lookup)",
@@ -490,6 +500,8 @@ ADDRESS_LOOKUP_RE = re.compile(
             r"adresse (?:d au moins un )?destinataire invalide",  # La Poste, Orange
             r"account that you tried to reach (?:does not exist|is disabled)",  # Google
             r"unknown or illegal alias",  # Sun Messaging Server
+            r"(?:user|mailbox|account)(?: name)? (?:does not|doesn't) exist",
+            r"\b(?:user|mailbox) not found\b",  # AOL's "MAILBOX NOT FOUND", GMX
             r"unrouteable address",  # Exim: no router accepted the address
             r"mailbox disabled, not accepting",  # Sun Messaging Server
             r"user unknown in (?:local recipient|virtual (?:mailbox|alias)|relay recipient)",
@@ -506,8 +518,7 @@ PROVIDER_LOOKUP_RE = re.compile(
             r"requested action not taken: mailbox unavailable",  # Outlook/Hotmail, GMX
             r"\bmailbox unavailable\b",
             r"does(?: not|n't) have an? [\w.-]{0,40} ?account",  # Yahoo, AOL
-            r"(?:user|mailbox|account|recipient) (?:does not|doesn't) exist",
-            r"\b(?:user|recipient|mailbox) not found\b",
+            r"\brecipient not found\b",
             r"\bno such (?:user|mailbox|recipient)\b",
             r"\bunknown user\b",  # IMail, McAfee, MDaemon, Kerio
         ]

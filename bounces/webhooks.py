@@ -3,15 +3,23 @@
 django-anymail validates each provider's webhook (basic auth with
 ANYMAIL["WEBHOOK_SECRET"]) and normalises its events; this receiver turns them
 into verdicts for the same effects as mailbox bounces. The queue item comes from
-the metadata the sending engine attaches ("queue_item_id": QueueItem.uid).
+the metadata the sending engine attaches ("queue_item_id": QueueItem.uid), else
+from the message id.
 
-Event semantics:
-- bounced / rejected: hard when the address is bad; soft when the provider says the
-  failure is temporary or a policy block, or the SMTP status is not an address one.
+Event semantics (the reason and hard/soft come from bounces.reasons, as for mail):
+- bounced / rejected: the provider's own hard/soft flag decides where its payload
+  has one (Brevo's hard_bounce/soft_bounce event names, MailerSend's hard_bounced/
+  soft_bounced, Mailjet's hard_bounce, Postmark's Type; SES's bounceType, Mailgun's
+  severity and SendGrid's "blocked" only say when it is temporary); otherwise the
+  status and text decide, precision first.
+- failed from Postal (MessageDeliveryFailed, status HardFail): a permanent failure.
 - complained, and rejected for an earlier spam report: complaint (opt out).
 - unsubscribed, and rejected because the address unsubscribed: opt out too.
 - deferred: not a bounce. The provider is still retrying; a final failure arrives
   later as "bounced" (RFC 3464: a delayed action is never final).
+
+Postal and MailerSend send no metadata back: their events find the queue item by
+the provider's message id, which the send recorded as QueueItem.message_id.
 """
 
 from __future__ import annotations
@@ -160,28 +168,26 @@ def _judge(event: AnymailTrackingEvent, status: str, text: str) -> tuple[str, bo
     """Reason and hard/soft. The provider's own hard/soft flag wins where it has one;
     otherwise the status and text decide, precision first, as for mailbox bounces."""
     flag = _provider_flag(event)
-    permanent = False if flag == SOFT else None
-    if status.startswith("4") and flag != HARD:
-        permanent = False
-    stage = "rcpt" if flag == HARD else ""
-    judgement = reason_for(status if "." in status else "", text, stage, permanent=permanent)
+    temporary = flag == SOFT or (status.startswith("4") and flag != HARD)
+    judgement = reason_for(
+        status if "." in status else "",
+        text,
+        "rcpt" if flag == HARD else "",  # the provider says the address was refused
+        permanent=False if temporary else None,
+    )
     reason = judgement.reason
-    if event.reject_reason in REJECT_REASONS and reason == Reason.UNDEFINED:
-        reason = REJECT_REASONS[event.reject_reason]
+    if reason == Reason.UNDEFINED:
+        reason = REJECT_REASONS.get(event.reject_reason, reason)
     if flag is not None:
         return reason, flag == HARD
-    if event.reject_reason in (RejectReason.BLOCKED, RejectReason.TIMED_OUT):
+    if temporary or event.reject_reason in (RejectReason.BLOCKED, RejectReason.TIMED_OUT):
         return reason, False
-    if status.startswith("4"):
-        return reason, False
-    if judgement.is_hard or reason != Reason.UNDEFINED:
+    if judgement.reason != Reason.UNDEFINED:
         return reason, judgement.is_hard
     # Nothing in the text says why: the provider called it a bounce of the address,
     # or refused to send to an address that bounced before or is invalid.
-    known_bad = (RejectReason.BOUNCED, RejectReason.INVALID)
-    if event.event_type == EventType.BOUNCED and event.reject_reason in (None, *known_bad):
-        return Reason.USER_UNKNOWN, True
-    if event.reject_reason in known_bad:
+    bounced = event.event_type == EventType.BOUNCED and event.reject_reason is None
+    if bounced or event.reject_reason in (RejectReason.BOUNCED, RejectReason.INVALID):
         return Reason.USER_UNKNOWN, True
     return reason, False
 

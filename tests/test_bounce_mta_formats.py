@@ -323,6 +323,21 @@ PROVIDER_REPLIES = [
         "hard",
         "user unknown",
     ),
+    # AOL's older reply, and blocklists and greylisting under address statuses
+    ("5.0.0", "550 MAILBOX NOT FOUND", "hard", "user unknown"),
+    (
+        "5.1.1",
+        "550 5.1.1 Service unavailable; client [192.0.2.1] blocked using b.barracudacentral.org",
+        "soft",
+        "policy",
+    ),
+    ("5.7.1", "550 5.7.1 Greylisted, please try again in 300 seconds", "soft", "policy"),
+    (
+        "5.7.1",
+        "554 5.7.1 Message rejected: prohibited attachment type (.exe)",
+        "soft",
+        "content rejected",
+    ),
     # A bare "User unknown" under a generic status is what content filters answer too.
     ("5.0.0", "550 User unknown", "soft", "content rejected"),
     ("5.0.0", "554 Transaction failed: message content rejected", "soft", "content rejected"),
