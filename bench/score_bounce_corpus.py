@@ -15,6 +15,7 @@ from __future__ import annotations
 import email
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,7 +27,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bounces.classify import classify  # noqa: E402
 
-DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "bounce-corpus"
+DEFAULT_CORPUS = Path(
+    os.environ.get("MASSMAIL_BOUNCE_CORPUS") or REPO_ROOT.parent / "shared" / "bounce-corpus"
+)
 
 # One verdict as the scorer sees it: (address, "hard" | "soft" | "complaint").
 Outcome = list[tuple[str, str]]

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from bounces.classify import COMPLAINT, DELAYED, HARD, SOFT, Report, Verdict
 from bounces.models import BounceEvent
+from bounces.reasons import normalise
 from campaigns.models import CampaignLogRecord
 from massmail.models import OutboundSettings, QueueItem
 from massmail.verp import read_verp_token
@@ -115,7 +116,7 @@ def _record(
         queue_item=item,
         verdict=verdict.verdict,
         status=_clean(verdict.status, 20),
-        reason=_clean(verdict.reason, 100),
+        reason=normalise(_clean(verdict.reason, 100)),  # one vocabulary, whoever reported it
         diagnostic=_clean(verdict.diagnostic, 2000),
     )
 

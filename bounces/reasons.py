@@ -205,7 +205,13 @@ TEXT_PATTERNS: list[tuple[str, list[str]]] = [
     (
         # A local delivery program failed: the mailer's problem, whatever it printed.
         Reason.SYSTEM_ERROR,
-        [r"command output", r"command died", r"procmail", r"mail(?:box)? delivery program"],
+        [
+            r"command output",
+            r"command died",
+            r"procmail",
+            r"mail(?:box)? delivery program",
+            r"pipe to \|",
+        ],
     ),
     (
         Reason.MAILBOX_FULL,

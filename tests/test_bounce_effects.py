@@ -207,5 +207,5 @@ def test_text_from_strangers_is_stored_safely() -> None:
         Report(recipients=[verdict]), source="imap", queue_item=item, event_key="nul\x00key"
     )
     event = BounceEvent.objects.get()
-    assert (event.status, event.reason, event.event_key) == ("5.1.1", "userunknown", "nulkey")
+    assert (event.status, event.reason, event.event_key) == ("5.1.1", "user unknown", "nulkey")
     assert len(event.diagnostic) == 2000
