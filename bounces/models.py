@@ -157,6 +157,8 @@ class ProcessedMessage(models.Model):
     class Outcome(models.TextChoices):
         BOUNCE = "bounce", "Bounce or complaint"
         NOT_BOUNCE = "not_bounce", "Not a bounce (left in place)"
+        # Not read within the classifier's limits or time budget: filed away, not retried.
+        UNREADABLE = "unreadable", "Unreadable (skipped)"
         ERROR = "error", "Failed to process"
 
     account = models.ForeignKey(

@@ -188,6 +188,10 @@ DKIM_PRIVATE_KEY_PATH = env_str("DKIM_PRIVATE_KEY_PATH")
 DKIM_SELECTOR = env_str("DKIM_SELECTOR")
 DKIM_DOMAIN = env_str("DKIM_DOMAIN")
 
+# Bounce mailboxes: a message not classified within this many seconds is recorded as
+# unreadable and filed away, so one hostile message cannot stall the poller.
+BOUNCE_TIME_BUDGET_SECONDS = float(env_str("BOUNCE_TIME_BUDGET_SECONDS", "10"))
+
 # Celery: Redis when CELERY_BROKER_URL is set, else a broker that needs no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
