@@ -151,6 +151,42 @@ class UnmatchedBounce(BounceEvent):
         verbose_name = "unmatched bounce"
 
 
+class HeldReport(models.Model):
+    """A bounce or complaint naming a known address that no message of ours vouches for.
+
+    Anyone can mail the bounce address, so a report is applied only when it names a
+    message we sent (a valid VERP token, our X-Queue-Item-Id or Message-ID). Others
+    wait here until an administrator applies them; they change nothing on their own.
+    """
+
+    source = models.CharField(max_length=50)
+    event_key = models.CharField(max_length=255, blank=True)
+    address = models.CharField(max_length=254, help_text="As the report names it.")
+    email_address = models.ForeignKey(
+        "targets.EmailAddress", on_delete=models.CASCADE, related_name="held_reports"
+    )
+    verdict = models.CharField(max_length=10, choices=BounceEvent.Verdict.choices)
+    status = models.CharField(max_length=20, blank=True)
+    reason = models.CharField(max_length=100, blank=True)
+    diagnostic = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "held report"
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "event_key", "address"],
+                condition=~Q(event_key=""),
+                name="held_report_once_per_source_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} {self.address} (held)"
+
+
 class ProcessedMessage(models.Model):
     """A message the poller has read from a mailbox, so it is never read twice."""
 
