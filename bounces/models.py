@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from bounces.passwords import EncryptedPasswordField
+
 
 class Security(models.TextChoices):
     TLS = "tls", "TLS"
@@ -31,7 +33,8 @@ class GroupEmailAccount(models.Model):
         "IMAP security", max_length=10, choices=Security.choices, default=Security.TLS
     )
     imap_username = models.CharField("IMAP username", max_length=255, blank=True)
-    imap_password = models.CharField("IMAP password", max_length=255, blank=True)
+    # Encrypted at rest (bounces/passwords.py); plain text only in Python.
+    imap_password = EncryptedPasswordField("IMAP password", blank=True)
     imap_folder = models.CharField("IMAP folder", max_length=255, default="INBOX")
     handles_bounces = models.BooleanField(default=True)
     after_processing = models.CharField(
@@ -48,7 +51,7 @@ class GroupEmailAccount(models.Model):
         "SMTP security", max_length=10, choices=Security.choices, default=Security.STARTTLS
     )
     smtp_username = models.CharField("SMTP username", max_length=255, blank=True)
-    smtp_password = models.CharField("SMTP password", max_length=255, blank=True)
+    smtp_password = EncryptedPasswordField("SMTP password", blank=True)
 
     # Poller state, shown in the admin.
     uidvalidity = models.BigIntegerField(null=True, blank=True, editable=False)
