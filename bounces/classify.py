@@ -126,7 +126,15 @@ def _parse(raw: bytes) -> Message:
     lines = data.split(b"\n")
     if len(lines) > LINE_COUNT_LIMIT or max(map(len, lines)) > LINE_LIMIT:
         data = b"\n".join(line[:LINE_LIMIT] for line in lines[:LINE_COUNT_LIMIT])
+    # The parser checks every line against every open boundary: nesting costs its square.
+    for count, multipart in enumerate(MULTIPART_RE.finditer(data), 1):
+        if count > PART_COUNT_LIMIT:
+            data = data[: multipart.start()]
+            break
     return email.message_from_bytes(data, policy=policy.compat32)
+
+
+MULTIPART_RE = re.compile(rb"^content-type:[ \t]*multipart/", re.IGNORECASE | re.MULTILINE)
 
 
 def _limited(text: str) -> str:
@@ -207,6 +215,7 @@ def _visit(part: Message, sections: Sections, html: list[str]) -> None:
         sections.feedback.append(_part_text(part))
     elif ctype in RETURNED_TYPES:
         sections.returned.extend(_returned_messages(part))
+        del sections.returned[PART_COUNT_LIMIT:]
     elif part.is_multipart():
         for sub in part.get_payload():
             if isinstance(sub, Message):

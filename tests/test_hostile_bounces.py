@@ -83,6 +83,17 @@ def test_thousands_of_parts_are_cut_at_the_part_limit() -> None:
     assert len(report.recipients) < PART_COUNT_LIMIT
 
 
+@pytest.mark.timeout(60)
+def test_deeply_nested_parts_after_the_report_are_not_parsed() -> None:
+    nested = "".join(
+        f"Content-Type: multipart/mixed; boundary=N{i}\n\n--N{i}\n" for i in range(5000)
+    )
+    parts = delivery_status("gone@example.org") + "--B\n" + nested
+    report = classify(text_bounce("Delivery failed.", parts))
+
+    assert [(v.address, v.verdict) for v in report.recipients] == [("gone@example.org", "hard")]
+
+
 def test_a_message_over_its_time_budget_is_unreadable() -> None:
     item_address = "someone@example.org"
     raw = text_bounce("Delivery failed.", delivery_status(item_address))
