@@ -8,9 +8,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from bounces import imap
+from bounces.effects import apply_held
 from bounces.models import (
     BounceEvent,
     GroupEmailAccount,
+    HeldReport,
     ProcessedMessage,
     UnmatchedBounce,
 )
@@ -199,6 +201,38 @@ class UnmatchedBounceAdmin(ReadOnlyAdmin):
     def mark_reviewed(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.update(reviewed=True)
         self.message_user(request, f"{count} bounce(s) marked as reviewed.")
+
+
+@admin.register(HeldReport)
+class HeldReportAdmin(ReadOnlyAdmin):
+    """Mailed bounces and complaints no message of ours vouches for: possibly forged."""
+
+    list_display = [
+        "received_at",
+        "address",
+        "verdict",
+        "status",
+        "reason",
+        "source",
+        "applied_at",
+    ]
+    list_filter = [("applied_at", admin.EmptyFieldListFilter), "verdict", "source"]
+    search_fields = ["address", "diagnostic"]
+    readonly_fields = [
+        *["address", "verdict", "status", "reason", "diagnostic", "source"],
+        *["received_at", "applied_at"],
+    ]
+    exclude = ["email_address", "event_key"]
+    actions = ["apply"]
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # The action needs it; fields stay read-only.
+        return admin.ModelAdmin.has_change_permission(self, request, obj)
+
+    @admin.action(description="Apply to the address (mark invalid or opted out)")
+    def apply(self, request: HttpRequest, queryset: QuerySet) -> None:
+        applied = [held for held in queryset if apply_held(held)]
+        self.message_user(request, f"{len(applied)} held report(s) applied.")
 
 
 @admin.register(ProcessedMessage)

@@ -17,6 +17,8 @@ import email
 import json
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from email import policy
 from email.message import Message
@@ -28,6 +30,22 @@ log = logging.getLogger(__name__)
 
 HARD, SOFT, COMPLAINT, DELAYED = Kind.HARD, Kind.SOFT, Kind.COMPLAINT, Kind.DELAYED
 DIAGNOSTIC_LIMIT = 500
+
+# Bounces come from anyone (the bounce address is every message's Return-Path), so
+# the work per message is bounded: longer lines are cut, bigger parts truncated,
+# parts and recipients beyond these counts ignored, and a message still not read
+# within the time budget is reported unreadable.
+# RFC 5322 allows 998 characters a line, but Amazon SES mails its JSON notification
+# as one line of several kilobytes.
+LINE_LIMIT = 20_000
+PART_LIMIT = 64_000  # characters of text kept from one part
+PART_COUNT_LIMIT = 50
+RECIPIENT_LIMIT = 50
+RAW_LIMIT = 512_000  # bytes of the message read at all: notices and headers come first
+LINE_COUNT_LIMIT = 20_000
+FLUFL_LIMIT = 64_000  # flufl.bounce tries its ~50 patterns on every line, in Python
+FLUFL_LINE_COUNT_LIMIT = 2_000
+TIME_BUDGET_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -46,20 +64,45 @@ class Report:
     verp_token: str | None = None
     message_id: str | None = None
     is_auto_reply: bool = False
+    # Why the message could not be read within the limits; empty when it was read.
+    unreadable: str = ""
 
 
-def classify(raw: bytes) -> Report:
+class OverBudget(Exception):
+    """Classifying one message took longer than its time budget."""
+
+
+_budget = threading.local()
+
+
+def classify(raw: bytes, time_budget: float = TIME_BUDGET_SECONDS) -> Report:
     """Classify one returned message; never raises (a mailbox scan must go on)."""
+    _budget.deadline = time.monotonic() + time_budget
     try:
         return _classify(raw)
+    except OverBudget:
+        log.warning("bounce classification gave up after %s s", time_budget)
+        return Report(recipients=[], unreadable=f"not read within {time_budget:g} s")
     except Exception:
         log.exception("bounce classification failed")
         return Report(recipients=[])
+    finally:
+        _budget.deadline = None
+
+
+def _check_budget() -> None:
+    deadline = getattr(_budget, "deadline", None)
+    if deadline is not None and time.monotonic() >= deadline:
+        raise OverBudget
 
 
 # --------------------------------------------------------------------------- parsing
 
-ADDRESS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Bounded like RFC 5321's limits (64-character local part, 63-character labels): an
+# unbounded local part makes every search quadratic on a long run without "@".
+ADDRESS_RE = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+"
+)
 VERP_RE = re.compile(r"\+bounce-([A-Za-z0-9_.:-]+)@", re.IGNORECASE)
 ENHANCED_STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 SMTP_REPLY_RE = re.compile(r"(?<![\d.#-])([45][0-5]\d)(?:[ ,-]|$)", re.MULTILINE)
@@ -80,8 +123,28 @@ ROLE_LOCAL_PARTS = frozenset({"mailer-daemon", "mail-daemon", "hostmaster", "noc
 
 def _parse(raw: bytes) -> Message:
     # Bounces arrive with any line ending; the parser only splits headers on \n.
-    data = bytes(raw or b"").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    data = bytes(raw or b"")[:RAW_LIMIT].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lines = data.split(b"\n")
+    if len(lines) > LINE_COUNT_LIMIT or max(map(len, lines)) > LINE_LIMIT:
+        data = b"\n".join(line[:LINE_LIMIT] for line in lines[:LINE_COUNT_LIMIT])
+    # The parser checks every line against every open boundary: nesting costs its square.
+    for count, multipart in enumerate(MULTIPART_RE.finditer(data), 1):
+        if count > PART_COUNT_LIMIT:
+            data = data[: multipart.start()]
+            break
     return email.message_from_bytes(data, policy=policy.compat32)
+
+
+MULTIPART_RE = re.compile(rb"^content-type:[ \t]*multipart/", re.IGNORECASE | re.MULTILINE)
+
+
+def _limited(text: str) -> str:
+    """A part's text within PART_LIMIT, no line longer than LINE_LIMIT (decoded parts)."""
+    text = text[:PART_LIMIT]
+    lines = text.split("\n")
+    if max(map(len, lines)) > LINE_LIMIT:
+        text = "\n".join(line[:LINE_LIMIT] for line in lines)
+    return text
 
 
 def _decode(payload: bytes, charset: str | None) -> str:
@@ -95,15 +158,16 @@ def _part_text(part: Message) -> str:
     payload = part.get_payload()
     if isinstance(payload, list):
         # The parser turns delivery-status blocks into header-only messages.
-        return "\n\n".join(_headers_text(sub) for sub in payload if isinstance(sub, Message))
+        subs = [sub for sub in payload[:PART_COUNT_LIMIT] if isinstance(sub, Message)]
+        return _limited("\n\n".join(_headers_text(sub) for sub in subs))
     body = part.get_payload(decode=True)
     if isinstance(body, bytes):
-        return _decode(body, part.get_content_charset())
-    return str(payload or "")
+        return _limited(_decode(body[: PART_LIMIT * 4], part.get_content_charset()))
+    return _limited(str(payload or ""))
 
 
 def _headers_text(msg: Message) -> str:
-    return "\n".join(f"{name}: {_header_str(value)}" for name, value in msg.items())
+    return _limited("\n".join(f"{name}: {_header_str(value)}" for name, value in msg.items()))
 
 
 def _header_str(value: object) -> str:
@@ -113,7 +177,7 @@ def _header_str(value: object) -> str:
 
 def _header(msg: Message, name: str) -> str:
     try:
-        return " ".join(_header_str(v) for v in (msg.get_all(name) or []))
+        return _limited(" ".join(_header_str(v) for v in (msg.get_all(name) or [])))
     except Exception:
         return ""
 
@@ -127,6 +191,7 @@ class Sections:
     feedback: list[str] = field(default_factory=list)
     returned: list[Message] = field(default_factory=list)
     returned_text: list[str] = field(default_factory=list)
+    parts_seen: int = 0
 
 
 def _sections(msg: Message) -> Sections:
@@ -134,12 +199,16 @@ def _sections(msg: Message) -> Sections:
     html: list[str] = []
     _visit(msg, sections, html)
     if not sections.notice and html:
-        sections.notice = [re.sub(r"<[^>]+>", " ", h) for h in html]
+        sections.notice = [re.sub(r"<[^<>]*>", " ", h) for h in html]
     _split_inline_returned(sections)
     return sections
 
 
 def _visit(part: Message, sections: Sections, html: list[str]) -> None:
+    _check_budget()
+    sections.parts_seen += 1
+    if sections.parts_seen > PART_COUNT_LIMIT:
+        return
     ctype = part.get_content_type()
     if ctype in DSN_TYPES:
         sections.dsn.append(_part_text(part))
@@ -147,6 +216,7 @@ def _visit(part: Message, sections: Sections, html: list[str]) -> None:
         sections.feedback.append(_part_text(part))
     elif ctype in RETURNED_TYPES:
         sections.returned.extend(_returned_messages(part))
+        del sections.returned[PART_COUNT_LIMIT:]
     elif part.is_multipart():
         for sub in part.get_payload():
             if isinstance(sub, Message):
@@ -163,20 +233,21 @@ def _visit(part: Message, sections: Sections, html: list[str]) -> None:
 def _returned_messages(part: Message) -> list[Message]:
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [m for m in payload if isinstance(m, Message)]
+        return [m for m in payload[:PART_COUNT_LIMIT] if isinstance(m, Message)]
     return [email.message_from_string(_part_text(part).lstrip(), policy=policy.compat32)]
 
 
 # A line announcing that the original message (or its headers) follows.
+# One line each; possessive runs (*+) so a long run of "=" or blanks is read once.
 RETURNED_MARKER_RE = re.compile(
-    r"^[\s>|*=_-]*(?:"
+    r"^[ \t>|*=_-]*+(?:"
     r".*\bcopy of (?:the|your) (?:original )?message\b"
-    r"|[\s>|*=_-]*(?:original|returned|undelivered|unsent) (?:message|mail)(?: headers)?"
-    r"(?: follows| below| is attached)?:?[\s*=_-]*"
+    r"|(?:original|returned|undelivered|unsent) (?:message|mail)(?: headers)?"
+    r"(?: follows| below| is attached)?"
     r"|.*\b(?:original |returned )?message (?:headers|text) follows?\b"
     r"|.*\bheaders? of the (?:original |returned )?message\b"
     r"|content-type: message/rfc822"
-    r")[\s.:*=_|-]*$",
+    r")[ \t.:*=_|-]*+$",
     re.IGNORECASE | re.MULTILINE,
 )
 HEADER_LINE_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*): ", re.MULTILINE)
@@ -213,6 +284,8 @@ def _header_block_start(text: str) -> int | None:
     lines = text.split("\n")
     offset = 0
     for i, line in enumerate(lines):
+        if i % 200 == 0:
+            _check_budget()
         window = [ln for ln in lines[i : i + 6] if not ln[:1].isspace()][:3]
         if len(window) == 3 and all(MESSAGE_HEADER_RE.match(ln.lstrip()) for ln in window):
             return offset
@@ -228,7 +301,7 @@ def _queue_item_id(msg: Message, sections: Sections) -> str | None:
         value = _header(returned, "X-Queue-Item-Id").strip()
         if value:
             return value.split()[0]
-    found = re.search(r"^\s*X-Queue-Item-Id:\s*(\S+)", _body_text(msg, sections), re.I | re.M)
+    found = re.search(r"^[ \t]*X-Queue-Item-Id:[ \t]*(\S+)", _body_text(msg, sections), re.I | re.M)
     return found.group(1) if found else None
 
 
@@ -238,7 +311,7 @@ def _message_id(msg: Message, sections: Sections) -> str | None:
         if value:
             return value.split()[0].strip("<>")
     found = re.search(
-        r"^\s*Message-I[Dd]:\s*<?([^>\s]+)>?", "\n".join(sections.returned_text), re.M
+        r"^[ \t]*Message-I[Dd]:[ \t]*<?([^>\s]+)>?", "\n".join(sections.returned_text), re.M
     )
     return found.group(1) if found else None
 
@@ -266,6 +339,9 @@ def _field_blocks(text: str) -> list[dict[str, str]]:
     """RFC 3464 field groups: blocks of 'Name: value' lines separated by blank lines."""
     blocks = []
     for chunk in re.split(r"\n[ \t]*\n", text.replace("\r", "")):
+        _check_budget()
+        if len(blocks) > RECIPIENT_LIMIT:  # the per-message block and the recipients'
+            break
         unfolded = re.sub(r"\n[ \t]+", " ", chunk)
         fields: dict[str, str] = {}
         for line in unfolded.split("\n"):
@@ -305,6 +381,7 @@ class Failure:
 def _dsn_failures(blocks: list[dict[str, str]], notice: str) -> list[Failure]:
     failures: dict[str, Failure] = {}
     for block in blocks:
+        _check_budget()
         final = _address_in(block.get("final-recipient", ""))
         original = _address_in(block.get("original-recipient", ""))
         address = final or original
@@ -339,6 +416,7 @@ def _context(text: str, address: str) -> str:
     paragraphs = re.split(r"\n[ \t]*\n", text)
     picked: list[str] = []
     for i, paragraph in enumerate(paragraphs):
+        _check_budget()
         if address.lower() not in paragraph.lower():
             continue
         others = {a.lower() for a in ADDRESS_RE.findall(paragraph)} - {address.lower()}
@@ -544,7 +622,7 @@ def _text_failures(msg: Message, sections: Sections) -> list[Failure]:
     own = _own_addresses(msg, sections)
     listed = [a.lower() for a in ADDRESS_RE.findall(_header(msg, "X-Failed-Recipients"))]
     addresses = listed or _addresses_in_notice(notice, own) or _returned_recipients(sections)
-    addresses = _unique(addresses)
+    addresses = _unique(addresses)[:RECIPIENT_LIMIT]
     # A lone recipient: when the lines naming it give no reason (the reason is printed
     # above the list of addresses, or the list has a label line of its own), the whole
     # notice is its reason.
@@ -588,7 +666,7 @@ def _says_why(text: str) -> bool:
 RECIPIENT_POSITION_RE = re.compile(
     r"(?:^[ \t]*(?:[245]\d\d[ -])?[<\"']?"
     r"|(?:recipient|address|addressee|user|userid|mailbox|to|for|delivered to|deliver to|"
-    r"message to|mail to|send to|rcpt to)(?:\(s\))?(?:[ \t]*:|[ \t]+)[ \t]*[<\"'(]?)"
+    r"message to|mail to|send to|rcpt to)(?:\(s\))?(?:[ \t]*:[ \t]*|[ \t]+)[<\"'(]?)"
     r"$",
     re.IGNORECASE,
 )
@@ -599,12 +677,23 @@ HEADER_LIKE_LINE_RE = re.compile(
 )
 
 
+POSITION_WINDOW = 100
+
+
 def _addresses_in_notice(notice: str, own: set[str]) -> list[str]:
     found = []
+    line_start = scanned = 0
     for match in ADDRESS_RE.finditer(notice):
-        line_start = notice.rfind("\n", 0, match.start()) + 1
-        before = notice[line_start : match.start()]
-        if HEADER_LIKE_LINE_RE.match(before) or not RECIPIENT_POSITION_RE.search(before):
+        _check_budget()
+        # Only the text just before the address and its line's start say what it is:
+        # reading whole lines for every address is quadratic on a line full of them.
+        newline = notice.rfind("\n", scanned, match.start())
+        line_start, scanned = (newline + 1 if newline >= 0 else line_start), match.start()
+        head = notice[line_start : min(match.start(), line_start + POSITION_WINDOW)]
+        before = notice[max(line_start, match.start() - POSITION_WINDOW) : match.start()]
+        if match.start() - line_start > POSITION_WINDOW:
+            before = "\x00" + before  # not the line's start: only a label may match
+        if HEADER_LIKE_LINE_RE.match(head) or not RECIPIENT_POSITION_RE.search(before):
             continue
         address = match.group(0).strip(".").lower()
         # Addresses inside URLs (".../?user=a@b") are not recipients.
@@ -639,16 +728,23 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def _flufl_input(msg: Message) -> Message:
+    """The start of the message: flufl.bounce reads every line, and is slow per line."""
+    lines = msg.as_bytes()[:FLUFL_LIMIT].split(b"\n")[:FLUFL_LINE_COUNT_LIMIT]
+    return email.message_from_bytes(b"\n".join(lines), policy=policy.compat32)
+
+
 def _flufl_failures(msg: Message, sections: Sections) -> list[Failure]:
     from flufl.bounce import all_failures
 
     try:
-        temporary, permanent = all_failures(msg)
+        temporary, permanent = all_failures(_flufl_input(msg))
     except Exception:
         return []
     notice = "\n".join(sections.notice)
     failures = []
-    for raw_address in sorted(permanent | temporary):
+    for raw_address in sorted(permanent | temporary)[:RECIPIENT_LIMIT]:
+        _check_budget()
         address = raw_address.decode("utf-8", "replace").lower()
         failures.append(
             Failure(
@@ -779,6 +875,7 @@ def _reply_key(text: str) -> str:
 
 
 def _verdict(failure: Failure, notice: str) -> Verdict:
+    _check_budget()
     status = _status(failure)
     if _is_delay(failure, status, notice):
         reason, verdict = Reason.DELAYED, DELAYED

@@ -10,6 +10,11 @@ delayed   -> not a bounce: delivery is still being retried (RFC 3464). No log ro
 
 Every call records BounceEvent rows; (source, event_key, address) is unique, so a
 message read twice or a webhook delivered twice changes nothing the second time.
+
+Anyone can mail the bounce address, so a mailed report (a DSN, an ARF complaint)
+changes an address only when it names a message we sent: a VERP token whose HMAC
+verifies, or our X-Queue-Item-Id or Message-ID in the returned headers. Otherwise
+it is a HeldReport, applied only by an administrator (`apply_held`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from bounces.classify import COMPLAINT, DELAYED, HARD, SOFT, Report, Verdict
-from bounces.models import BounceEvent
+from bounces.models import BounceEvent, HeldReport
 from bounces.reasons import normalise
 from campaigns.models import CampaignLogRecord
 from massmail.models import OutboundSettings, QueueItem
@@ -34,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # When several verdicts must collapse onto one queue item, the strongest wins.
 _SEVERITY = {COMPLAINT: 3, HARD: 2, SOFT: 1}
+# Sources whose reports anyone can forge. An ESP's webhook is authenticated by its
+# secret and an SMTP reply comes over our own connection: those are taken as they are.
+MAILED_SOURCES = frozenset({"imap"})
 
 
 def apply_report(
@@ -50,6 +58,8 @@ def apply_report(
         # Everything in one savepoint: any database error leaves a caller's transaction usable.
         with transaction.atomic():
             queue_item = queue_item or find_queue_item(report)
+            if queue_item is None and source in MAILED_SOURCES:
+                return _hold(report.recipients, source, event_key or "")
             pairs = _targets(report.recipients, queue_item)
             events = [
                 _record(verdict, address, source, event_key or "", queue_item)
@@ -62,6 +72,36 @@ def apply_report(
         log.info("bounce %s/%s already applied", source, event_key)
         return []
     return events
+
+
+def _hold(verdicts: list[Verdict], source: str, event_key: str) -> list[BounceEvent]:
+    """Keep unattributed verdicts on known addresses for review; unknown ones as before."""
+    events = []
+    for verdict in verdicts:
+        address = normalize_address(verdict.address)
+        email_address = EmailAddress.objects.filter(address=address).first()
+        if email_address is None:
+            events.append(_record(verdict, address, source, event_key, None))
+            continue
+        log.info("unattributed %s report for %s held for review", verdict.verdict, address)
+        fields = _report_fields(verdict, address, source, event_key)
+        HeldReport.objects.create(email_address=email_address, **fields)
+    return events
+
+
+def apply_held(held: HeldReport) -> BounceEvent | None:
+    """Apply a held report, as an administrator decided; None when it was applied before."""
+    with transaction.atomic():
+        pending = HeldReport.objects.select_for_update().filter(pk=held.pk, applied_at=None)
+        held = pending.select_related("email_address").first()
+        if held is None:
+            return None
+        fields = {name: getattr(held, name) for name in REPORT_FIELDS}
+        event = BounceEvent.objects.create(email_address=held.email_address, **fields)
+        _apply(event)
+        held.applied_at = timezone.now()
+        held.save(update_fields=["applied_at"])
+    return event
 
 
 def find_queue_item(report: Report) -> QueueItem | None:
@@ -108,17 +148,24 @@ def _record(
     email_address = (
         item.email_address if item else EmailAddress.objects.filter(address=address).first()
     )
-    return BounceEvent.objects.create(
-        source=_clean(source, 50),
-        event_key=_clean(event_key, 255),
-        address=_clean(address, 254),
-        email_address=email_address,
-        queue_item=item,
-        verdict=verdict.verdict,
-        status=_clean(verdict.status, 20),
-        reason=normalise(_clean(verdict.reason, 100)),  # one vocabulary, whoever reported it
-        diagnostic=_clean(verdict.diagnostic, 2000),
-    )
+    fields = _report_fields(verdict, address, source, event_key)
+    return BounceEvent.objects.create(email_address=email_address, queue_item=item, **fields)
+
+
+# What a BounceEvent and a HeldReport both say about one address.
+REPORT_FIELDS = ("source", "event_key", "address", "verdict", "status", "reason", "diagnostic")
+
+
+def _report_fields(verdict: Verdict, address: str, source: str, event_key: str) -> dict:
+    return {
+        "source": _clean(source, 50),
+        "event_key": _clean(event_key, 255),
+        "address": _clean(address, 254),
+        "verdict": verdict.verdict,
+        "status": _clean(verdict.status, 20),
+        "reason": normalise(_clean(verdict.reason, 100)),  # one vocabulary, whoever reported it
+        "diagnostic": _clean(verdict.diagnostic, 2000),
+    }
 
 
 def _clean(text: str | None, limit: int) -> str:

@@ -4,7 +4,9 @@ Per account: lease the account (ticks may overlap), connect, check UIDVALIDITY,
 fetch the messages above the remembered UID, classify and apply each, then flag it
 seen or move it. A message that is not a bounce is left exactly as it was (never
 flagged, moved or deleted); its UID is remembered so it is not read again. One
-message that fails is recorded with its raw bytes and skipped. Connection and
+message that fails is recorded with its raw bytes and skipped. A message the
+classifier cannot read within its limits (anyone can mail the bounce address) is
+recorded as unreadable and filed away like a bounce, never tried again. Connection and
 login failures become the account's last error, shown in the admin.
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from email.parser import BytesHeaderParser
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -48,6 +51,7 @@ class PollResult:
     account: GroupEmailAccount
     bounces: int = 0
     not_bounces: int = 0
+    unreadable: int = 0
     failed: int = 0
     error: str = ""
     skipped: bool = False
@@ -58,9 +62,10 @@ class PollResult:
             return f"{self.account}: skipped, another poll is running"
         if self.error:
             return f"{self.account}: ERROR {self.error}"
+        unreadable = f", {self.unreadable} unreadable" if self.unreadable else ""
         return (
             f"{self.account}: {self.bounces} bounce(s), {self.not_bounces} other "
-            f"message(s) left in place, {self.failed} failed"
+            f"message(s) left in place{unreadable}, {self.failed} failed"
         )
 
 
@@ -188,9 +193,10 @@ def _poll_folder(client: IMAPClient, account: GroupEmailAccount, result: PollRes
             ]
             _remember(records)
             _advance_cursor(account, batch)
-        bounces = [r.uid for r in records if r.outcome == ProcessedMessage.Outcome.BOUNCE]
-        if bounces:
-            _file_away(client, account, bounces)
+        filed = (ProcessedMessage.Outcome.BOUNCE, ProcessedMessage.Outcome.UNREADABLE)
+        done = [r.uid for r in records if r.outcome in filed]
+        if done:
+            _file_away(client, account, done)
 
 
 def _new_uids(client: IMAPClient, account: GroupEmailAccount) -> list[int]:
@@ -225,7 +231,11 @@ def _process(
 def _classify_and_apply(record: ProcessedMessage, raw: bytes) -> None:
     """Set the record's outcome; a failure keeps the raw message for another try."""
     try:
-        report = classify(raw)
+        report = classify(raw, time_budget=settings.BOUNCE_TIME_BUDGET_SECONDS)
+        if report.unreadable:
+            record.outcome = ProcessedMessage.Outcome.UNREADABLE
+            record.error, record.raw = report.unreadable, b""
+            return
         if report.recipients:
             # apply_report works in a savepoint: its failure leaves the batch usable.
             apply_report(report, source="imap", event_key=_event_key(record))
@@ -283,6 +293,8 @@ def _count(result: PollResult, outcome: str) -> None:
         result.bounces += 1
     elif outcome == ProcessedMessage.Outcome.NOT_BOUNCE:
         result.not_bounces += 1
+    elif outcome == ProcessedMessage.Outcome.UNREADABLE:
+        result.unreadable += 1
     else:
         result.failed += 1
 

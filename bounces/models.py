@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from bounces.passwords import EncryptedPasswordField
 from bounces.reasons import Reason, Verdict
 
 
@@ -33,7 +34,8 @@ class GroupEmailAccount(models.Model):
         "IMAP security", max_length=10, choices=Security.choices, default=Security.TLS
     )
     imap_username = models.CharField("IMAP username", max_length=255, blank=True)
-    imap_password = models.CharField("IMAP password", max_length=255, blank=True)
+    # Encrypted at rest (bounces/passwords.py); plain text only in Python.
+    imap_password = EncryptedPasswordField("IMAP password", blank=True)
     imap_folder = models.CharField("IMAP folder", max_length=255, default="INBOX")
     handles_bounces = models.BooleanField(default=True)
     after_processing = models.CharField(
@@ -50,7 +52,7 @@ class GroupEmailAccount(models.Model):
         "SMTP security", max_length=10, choices=Security.choices, default=Security.STARTTLS
     )
     smtp_username = models.CharField("SMTP username", max_length=255, blank=True)
-    smtp_password = models.CharField("SMTP password", max_length=255, blank=True)
+    smtp_password = EncryptedPasswordField("SMTP password", blank=True)
 
     # Poller state, shown in the admin.
     uidvalidity = models.BigIntegerField(null=True, blank=True, editable=False)
@@ -151,12 +153,50 @@ class UnmatchedBounce(BounceEvent):
         verbose_name = "unmatched bounce"
 
 
+class HeldReport(models.Model):
+    """A bounce or complaint naming a known address that no message of ours vouches for.
+
+    Anyone can mail the bounce address, so a report is applied only when it names a
+    message we sent (a valid VERP token, our X-Queue-Item-Id or Message-ID). Others
+    wait here until an administrator applies them; they change nothing on their own.
+    """
+
+    source = models.CharField(max_length=50)
+    event_key = models.CharField(max_length=255, blank=True)
+    address = models.CharField(max_length=254, help_text="As the report names it.")
+    email_address = models.ForeignKey(
+        "targets.EmailAddress", on_delete=models.CASCADE, related_name="held_reports"
+    )
+    verdict = models.CharField(max_length=10, choices=BounceEvent.Verdict.choices)
+    status = models.CharField(max_length=20, blank=True)
+    reason = models.CharField(max_length=100, blank=True)
+    diagnostic = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "held report"
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "event_key", "address"],
+                condition=~Q(event_key=""),
+                name="held_report_once_per_source_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} {self.address} (held)"
+
+
 class ProcessedMessage(models.Model):
     """A message the poller has read from a mailbox, so it is never read twice."""
 
     class Outcome(models.TextChoices):
         BOUNCE = "bounce", "Bounce or complaint"
         NOT_BOUNCE = "not_bounce", "Not a bounce (left in place)"
+        # Not read within the classifier's limits or time budget: filed away, not retried.
+        UNREADABLE = "unreadable", "Unreadable (skipped)"
         ERROR = "error", "Failed to process"
 
     account = models.ForeignKey(

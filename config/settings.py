@@ -5,6 +5,7 @@ and an outbox of .eml files, all under var/. Production (MASSMAIL_ENV=production
 refuses to start without a real SECRET_KEY.
 """
 
+import base64
 import json
 import os
 import secrets
@@ -57,6 +58,20 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _mailbox_password_keys() -> list[str]:
+    """Fernet keys for mailbox passwords at rest; the first encrypts, all decrypt."""
+    keys = env_list("MAILBOX_PASSWORD_KEYS")
+    if keys or PRODUCTION:
+        return keys  # production without keys: the check bounces.E001 refuses to go on
+    path = VAR_DIR / "mailbox_password_key"
+    if not path.exists():
+        path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+    return [path.read_text().strip()]
+
+
+MAILBOX_PASSWORD_KEYS = _mailbox_password_keys()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "*")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 if env_bool("BEHIND_PROXY"):
@@ -187,6 +202,10 @@ ANYMAIL.update(json.loads(env_str("ANYMAIL_SETTINGS_JSON", "{}")))
 DKIM_PRIVATE_KEY_PATH = env_str("DKIM_PRIVATE_KEY_PATH")
 DKIM_SELECTOR = env_str("DKIM_SELECTOR")
 DKIM_DOMAIN = env_str("DKIM_DOMAIN")
+
+# Bounce mailboxes: a message not classified within this many seconds is recorded as
+# unreadable and filed away, so one hostile message cannot stall the poller.
+BOUNCE_TIME_BUDGET_SECONDS = float(env_str("BOUNCE_TIME_BUDGET_SECONDS", "10"))
 
 # Celery: Redis when CELERY_BROKER_URL is set, else a broker that needs no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

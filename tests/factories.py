@@ -131,3 +131,21 @@ def make_queue_item(record=None, mass_email: MassEmail | None = None, **override
             **overrides,
         }
     )
+
+
+def make_group_account(mailbox, **overrides):
+    """A group email account reading a test mailbox (tests/fixtures/dovecot.py) in plain text."""
+    from bounces.models import GroupEmailAccount
+
+    return GroupEmailAccount.objects.create(
+        **{
+            "name": "Bounces",
+            "email_address": "bounces@example.test",
+            "imap_host": mailbox.host,
+            "imap_port": mailbox.port,
+            "imap_security": "none",
+            "imap_username": mailbox.username,
+            "imap_password": mailbox.password,
+            **overrides,
+        }
+    )

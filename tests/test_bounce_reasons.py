@@ -95,7 +95,7 @@ def test_old_spellings_normalise_to_the_vocabulary(stored: str, expected: str) -
 
 @pytest.mark.django_db
 def test_the_data_migration_rewrites_stored_reasons() -> None:
-    migration = importlib.import_module("bounces.migrations.0005_reasons_vocabulary")
+    migration = importlib.import_module("bounces.migrations.0008_reasons_vocabulary")
     old = ["userunknown", "user unknown", "mailboxfull", "blocked", "other", ""]
     for i, reason in enumerate(old):
         BounceEvent.objects.create(

@@ -18,26 +18,13 @@ from tests.bounce_messages import (
     postfix_dsn,
     verp_dsn,
 )
-from tests.factories import make_contact, make_queue_item
+from tests.factories import make_contact, make_group_account, make_queue_item
+
+make_account = make_group_account
 
 pytestmark = pytest.mark.django_db
 
 SEEN = b"\\Seen"
-
-
-def make_account(mailbox, **overrides) -> GroupEmailAccount:
-    return GroupEmailAccount.objects.create(
-        **{
-            "name": "Bounces",
-            "email_address": "bounces@example.test",
-            "imap_host": mailbox.host,
-            "imap_port": mailbox.port,
-            "imap_security": "none",
-            "imap_username": mailbox.username,
-            "imap_password": mailbox.password,
-            **overrides,
-        }
-    )
 
 
 def address_state(item) -> tuple[bool, bool]:
@@ -132,10 +119,10 @@ def test_one_failing_message_is_recorded_and_skipped(imap_mailbox, monkeypatch) 
     imap_mailbox.append(postfix_dsn(second))
     real_classify = imap.classify
 
-    def classify_failing_on_first(raw: bytes):
+    def classify_failing_on_first(raw: bytes, **options):
         if str(first.uid).encode() in raw:
             raise RuntimeError("simulated failure")
-        return real_classify(raw)
+        return real_classify(raw, **options)
 
     monkeypatch.setattr(imap, "classify", classify_failing_on_first)
     account = make_account(imap_mailbox)

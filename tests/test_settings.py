@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_settings(env: dict[str, str], code: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL"}}
+    unset = {"SECRET_KEY", "DATABASE_URL", "MAILBOX_PASSWORD_KEYS"}
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {code}"],
         cwd=ROOT,
@@ -69,6 +70,23 @@ def test_services_come_from_the_environment(tmp_path):
         "key",
         "False",
     ]
+
+
+def test_mailbox_password_key_is_generated_in_development_and_required_in_production(tmp_path):
+    code = (
+        "from django.conf import settings as s; from django.core.checks import run_checks; "
+        "print(len(s.MAILBOX_PASSWORD_KEYS), *sorted({m.id for m in run_checks()}))"
+    )
+    development = run_settings({"MASSMAIL_VAR_DIR": str(tmp_path / "dev")}, code)
+    assert development.returncode == 0, development.stderr
+    assert development.stdout.split()[0] == "1" and "bounces.E001" not in development.stdout
+    assert (tmp_path / "dev" / "mailbox_password_key").exists()
+
+    production = {"MASSMAIL_ENV": "production", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "a"}
+    result = run_settings({**production, "MASSMAIL_VAR_DIR": str(tmp_path / "prod")}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "0" and "bounces.E001" in result.stdout.split()
+    assert not (tmp_path / "prod" / "mailbox_password_key").exists()
 
 
 def test_outbox_backend_writes_one_eml_file_per_message(tmp_path, settings):

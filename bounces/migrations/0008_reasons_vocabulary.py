@@ -62,7 +62,7 @@ def normalise_reasons(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bounces", "0004_poll_beat_schedule"),
+        ("bounces", "0007_encrypt_mailbox_passwords"),
     ]
 
     operations = [
@@ -98,6 +98,19 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterField(
             model_name="bounceevent",
+            name="verdict",
+            field=models.CharField(
+                choices=[
+                    ("hard", "Hard bounce"),
+                    ("soft", "Soft bounce"),
+                    ("complaint", "Complaint"),
+                    ("delayed", "Delayed (still retrying)"),
+                ],
+                max_length=10,
+            ),
+        ),
+        migrations.AlterField(
+            model_name="heldreport",
             name="verdict",
             field=models.CharField(
                 choices=[
