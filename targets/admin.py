@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 
 from targets import importing, tasks
 from targets.export import display_name, export_response
-from targets.forms import ChooseTargetListForm, MappingForm, UploadForm
+from targets.forms import ENCODINGS, ChooseTargetListForm, MappingForm, UploadForm
 from targets.membership import add_selection, remove_selection, set_opted_out
 from targets.models import (
     Account,
@@ -371,14 +371,18 @@ class TargetListAdmin(admin.ModelAdmin):
             self.message_user(request, f"{run} is finished.")
             return redirect("admin:targets_targetlist_change", run.target_list_id)
         target_type = target_type_for(run.target_type_id)
-        csv_file = importing.open_csv(run.file_path, run.encoding or None)
+        csv_file = importing.open_upload(run)
         fields = importing.importable_fields(target_type)
         form = MappingForm(
-            request.POST or None, initial=run.mapping, fields=fields, headers=csv_file.headers
+            request.POST or None,
+            initial={**run.mapping, "encoding": chosen_encoding(run)},
+            fields=fields,
+            headers=csv_file.headers,
         )
         report = None
         if request.method == "POST" and form.is_valid():
             try:
+                csv_file = self._reencode(run, csv_file, form.cleaned_data["encoding"])
                 importing.check_mapping(csv_file, fields, form.mapping())
             except importing.CsvFileError as error:
                 form.add_error(None, str(error))
@@ -391,6 +395,18 @@ class TargetListAdmin(admin.ModelAdmin):
         return self._render_import(
             request, "admin/targets/import_mapping.html", form=form, run=run, report=report
         )
+
+    def _reencode(self, run: ImportRun, csv_file, encoding: str):
+        """The file read in the encoding chosen on the page (a partly imported run keeps its)."""
+        if encoding == chosen_encoding(run):
+            return csv_file
+        if run.line_done:
+            raise importing.CsvFileError("This run is partly imported: keep its encoding.")
+        run.encoding = encoding
+        csv_file = importing.open_upload(run)
+        ImportRun.objects.filter(pk=run.pk).update(encoding=csv_file.encoding)
+        run.encoding = csv_file.encoding
+        return csv_file
 
     def _import(self, request, run, csv_file, mapping: dict[str, str]):
         if run.line_done and mapping != run.mapping:
@@ -474,6 +490,11 @@ def member_type_counts(list_id) -> list[dict]:
     return rows
 
 
+def chosen_encoding(run: ImportRun) -> str:
+    """The page's encoding choice for a run: "" (detect) unless one was chosen."""
+    return run.encoding if run.encoding in dict(ENCODINGS) else ""
+
+
 def start_upload(form: UploadForm) -> ImportRun | None:
     """Store the upload and create its run; on a file error, say so and write nothing."""
     upload = form.cleaned_data["file"]
@@ -485,7 +506,12 @@ def start_upload(form: UploadForm) -> ImportRun | None:
             destination.write(chunk)
     target_type = target_type_by_key(form.cleaned_data["target_type"])
     try:
-        csv_file = importing.open_csv(stored, form.cleaned_data["encoding"] or None)
+        csv_file = importing.open_csv(
+            stored,
+            form.cleaned_data["encoding"] or None,
+            name=upload.name,
+            hints=importing.ADMIN_PAGE,
+        )
         fields = importing.importable_fields(target_type)
     except importing.CsvFileError as error:
         stored.unlink()

@@ -10,6 +10,7 @@ document on PostgreSQL, bulk_create elsewhere; bulk_update for changed records).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -47,18 +48,44 @@ INLINE_IMPORT_LINES = 5000
 # How long a run stays claimed by the process importing it without progress; each
 # committed batch renews the claim, and a crashed process's claim simply runs out.
 IMPORT_LEASE = timedelta(minutes=10)
-# Header spellings recognised for each field, compared without case, spaces or punctuation.
+# Header spellings recognised for each field, compared without case, spaces or punctuation,
+# most specific first: "Email Address" must win over a postal "Address" column.
 SYNONYMS = {
-    EMAIL: {"email", "emailaddress", "mail", "address", "primaryemail", "courriel"},
-    "first_name": {"firstname", "first", "givenname", "forename", "vorname", "prenom"},
-    "last_name": {"lastname", "last", "surname", "familyname", "nachname", "nom"},
-    "name": {"name", "company", "companyname", "accountname", "organisation", "organization"},
-    "account_name": {"company", "companyname", "accountname", "organisation", "organization"},
-    "phone": {"phone", "phonenumber", "telephone", "tel", "telefon"},
-    "city": {"city", "town", "ort", "stadt", "ville"},
-    "country": {"country", "land", "pays"},
-    "website": {"website", "web", "url", "homepage"},
+    EMAIL: ("emailaddress", "email", "primaryemail", "mail", "courriel", "address"),
+    "first_name": ("firstname", "givenname", "forename", "vorname", "prenom", "first"),
+    "last_name": ("lastname", "familyname", "surname", "nachname", "nom", "last"),
+    "name": ("companyname", "accountname", "organisation", "organization", "company", "name"),
+    "account_name": ("companyname", "accountname", "organisation", "organization", "company"),
+    "phone": ("phonenumber", "telephone", "telefon", "phone", "tel"),
+    "city": ("city", "town", "stadt", "ville", "ort"),
+    "country": ("country", "land", "pays"),
+    "website": ("website", "homepage", "web", "url"),
 }
+
+
+@dataclass(frozen=True)
+class Hints:
+    """How messages name the way to fix a file: command-line options or the page's fields."""
+
+    encoding: str
+    address_column: str
+
+
+COMMAND_LINE = Hints(
+    encoding="give the file's encoding (e.g. --encoding cp1252)",
+    address_column="(e.g. --map email=COLUMN)",
+)
+ADMIN_PAGE = Hints(
+    encoding='choose the file\'s encoding under "Encoding" (e.g. Windows Western European)',
+    address_column='under "Email address"',
+)
+# BOMs that name their encoding; UTF-32 first, as its little-endian BOM starts like UTF-16's.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 class ImportBusy(RuntimeError):
@@ -94,6 +121,8 @@ class CsvFile:
     delimiter: str
     headers: list[str]
     checksum: str
+    name: str = ""  # as the person knows it (an admin upload is stored under another name)
+    hints: Hints = COMMAND_LINE
 
     def open_text(self) -> io.TextIOWrapper:
         # surrogateescape keeps undecodable bytes so each bad row can be reported by line.
@@ -132,35 +161,58 @@ class ValidRow:
     values: dict[str, str]
 
 
-def open_csv(path: str | Path, encoding: str | None = None) -> CsvFile:
-    """Check that the file is a CSV file with a header; raise CsvFileError if not."""
+def open_csv(
+    path: str | Path, encoding: str | None = None, *, name: str = "", hints: Hints = COMMAND_LINE
+) -> CsvFile:
+    """Check that the file is a CSV file with a header; raise CsvFileError if not.
+
+    `name` is the file's name in messages (default: the file's own); `hints` says
+    how messages tell the person to fix the file.
+    """
     path = Path(path)
+    name = name or path.name
     with open(path, "rb") as raw:
         head = raw.read(HEAD_BYTES)
     if not head.strip():
-        raise CsvFileError(f"{path.name} is empty.")
-    if b"\x00" in head:
-        raise CsvFileError(f"{path.name} is not a CSV file: it contains binary data.")
-    encoding = encoding or "utf-8-sig"
-    first_line = _first_line(head, encoding, path.name)
+        raise CsvFileError(f"{name} is empty.")
+    # A BOM names the encoding (Excel's "Unicode Text" is UTF-16 with one); in
+    # UTF-16 and UTF-32 NUL bytes are text, not a sign of a binary file.
+    encoding = _bom_encoding(head) or encoding or "utf-8-sig"
+    if _is_wide(encoding):
+        head = head[: len(head) - len(head) % 4]  # whole code units only
+    elif b"\x00" in head:
+        raise CsvFileError(f"{name} is not a CSV file: it contains binary data.")
+    first_line = _first_line(head, encoding, name, hints)
     delimiter = max(DELIMITERS, key=first_line.count)
     if first_line.count(delimiter) == 0:
         delimiter = ","  # one column: valid only if that column is the address (checked later)
-    headers = [name.strip() for name in next(csv.reader([first_line], delimiter=delimiter))]
-    _check_headers(headers, path.name)
-    return CsvFile(path, encoding, delimiter, headers, _checksum(path))
+    headers = [header.strip() for header in next(csv.reader([first_line], delimiter=delimiter))]
+    _check_headers(headers, name)
+    return CsvFile(path, encoding, delimiter, headers, _checksum(path), name, hints)
 
 
-def _first_line(head: bytes, encoding: str, file_name: str) -> str:
+def _bom_encoding(head: bytes) -> str | None:
+    return next((encoding for bom, encoding in BOMS if head.startswith(bom)), None)
+
+
+def _is_wide(encoding: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    except LookupError:
+        return False
+
+
+def _first_line(head: bytes, encoding: str, file_name: str, hints: Hints) -> str:
     try:
         text = head.decode(encoding, errors="surrogateescape")
     except LookupError:
         raise CsvFileError(f"Unknown encoding {encoding!r}.") from None
-    line = text.lstrip("\r\n").splitlines()[0]
+    except UnicodeDecodeError:  # wide encodings cannot keep undecodable ASCII-range bytes
+        text = head.decode(encoding, errors="replace").replace("\ufffd", "\udcff")
+    line = text.lstrip("\ufeff\r\n").splitlines()[0]
     if _has_bad_bytes(line):
         raise CsvFileError(
-            f"The header line of {file_name} is not valid {encoding}; "
-            "give the file's encoding (e.g. --encoding cp1252)."
+            f"The header line of {file_name} is not valid {encoding}; {hints.encoding}."
         )
     return line
 
@@ -226,15 +278,29 @@ def _squash(header: str) -> str:
     return re.sub(r"[^a-z0-9]", "", header.lower())
 
 
-def default_mapping(headers: list[str], fields: list[ImportField]) -> dict[str, str]:
-    """Field name -> header, guessed from the header names."""
-    squashed = {_squash(header): header for header in headers if header}
-    mapping = {}
+def default_mapping(
+    headers: list[str], fields: list[ImportField], given: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Field name -> header: `given` (mapped by hand), the other fields guessed from headers.
+
+    Each field takes the first of its spellings (its name, its label, then its
+    synonyms, most specific first) that names a column no field has taken yet.
+    """
+    mapping = {name: header for name, header in (given or {}).items() if header}
+    squashed: dict[str, str] = {}
+    for header in headers:
+        if header:
+            squashed.setdefault(_squash(header), header)
     for import_field in fields:
-        candidates = {_squash(import_field.name), _squash(import_field.label)}
-        candidates |= SYNONYMS.get(import_field.name, set())
-        header = next((squashed[c] for c in candidates if c in squashed), None)
-        if header and header not in mapping.values():
+        if import_field.name in (given or {}):
+            continue
+        spellings = [_squash(import_field.name), _squash(import_field.label)]
+        spellings += SYNONYMS.get(import_field.name, ())
+        taken = set(mapping.values())
+        header = next(
+            (squashed[s] for s in spellings if s in squashed and squashed[s] not in taken), None
+        )
+        if header:
             mapping[import_field.name] = header
     return mapping
 
@@ -251,12 +317,13 @@ def check_mapping(csv_file: CsvFile, fields: list[ImportField], mapping: dict[st
     if EMAIL not in mapping and len(csv_file.headers) == 1:
         raise CsvFileError(
             "No address column, and no delimiter (, ; tab |) in the header line: "
-            f"is {csv_file.path.name} a CSV file with a header?"
+            f"is {csv_file.name} a CSV file with a header?"
         )
     if EMAIL not in mapping:
         raise CsvFileError(
             "No address column: name the column holding email addresses "
-            f"(e.g. --map email=COLUMN); the file's columns are: {', '.join(csv_file.headers)}."
+            f"{csv_file.hints.address_column}; the file's columns are: "
+            f"{', '.join(csv_file.headers)}."
         )
     missing = [f.label for f in fields if f.required and f.name not in mapping]
     if missing:
@@ -290,15 +357,10 @@ class RowChecker:
 
     def check(self, line: int, row: list[str]) -> ValidRow | RowError:
         if _has_bad_bytes("".join(row)):
-            return RowError(
-                line,
-                f"bytes that are not valid {self.csv_file.encoding}; "
-                "give the file's encoding (e.g. --encoding cp1252)",
-            )
+            encoding, hint = self.csv_file.encoding, self.csv_file.hints.encoding
+            return RowError(line, f"bytes that are not valid {encoding}; {hint}")
         if len(row) != len(self.csv_file.headers):
-            return RowError(
-                line, f"{len(row)} fields where the header has {len(self.csv_file.headers)}"
-            )
+            return RowError(line, self._count_problem(line, row))
         values = {name: row[index].strip() for name, index in self.columns.items()}
         problem = self._field_problem(values)
         if problem:
@@ -311,6 +373,12 @@ class RowChecker:
             return RowError(line, f"duplicate of line {self.seen[address]} ({address})")
         self.seen[address] = line
         return ValidRow(line, address, values)
+
+    def _count_problem(self, line: int, row: list[str]) -> str:
+        if any("\n" in value or "\r" in value for value in row):
+            # A quote never closed runs on over the line ends that follow, into one field.
+            return f"unterminated quote starting at line {line}"
+        return f"{len(row)} fields where the header has {len(self.csv_file.headers)}"
 
     def _field_problem(self, values: dict[str, str]) -> str | None:
         for import_field in self.fields:
@@ -643,7 +711,7 @@ def resumable_run(
     return ImportRun.objects.create(
         target_list=target_list,
         target_type=target_type.content_type,
-        file_name=csv_file.path.name,
+        file_name=csv_file.name,
         checksum=csv_file.checksum,
         encoding=csv_file.encoding,
         mapping=mapping,
@@ -692,9 +760,14 @@ def _unlink(path: Path) -> int:
     return 1
 
 
+def open_upload(run: ImportRun) -> CsvFile:
+    """An admin upload's stored file, named as uploaded, its messages speaking of the page."""
+    return open_csv(run.file_path, run.encoding or None, name=run.file_name, hints=ADMIN_PAGE)
+
+
 def import_stored_upload(run: ImportRun) -> ImportReport:
     """Import (or resume) an admin upload; its stored file goes once the run is done."""
-    csv_file = open_csv(run.file_path, run.encoding or None)
+    csv_file = open_upload(run)
     report = run_import(run, csv_file, target_type_for(run.target_type_id))
     Path(run.file_path).unlink(missing_ok=True)
     ImportRun.objects.filter(pk=run.pk).update(file_path="")
