@@ -112,6 +112,18 @@ def test_only_get_and_head_are_allowed(setup):
     assert not Hit.objects.exists()
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_other_methods_get_405_not_a_csrf_403(setup, method):
+    """As a browser or scanner sends them: no CSRF cookie, so CSRF would refuse first."""
+    campaign, item = setup
+    url = make_tracking_url(campaign)
+    client = Client(enforce_csrf_checks=True)
+    for path in (links.click_url("", item.uid, url.pk), links.open_pixel_url("", item.uid)):
+        response = getattr(client, method)(path)
+        assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+    assert not Hit.objects.exists()
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_click_survives_a_database_connection_dropped_in_between():
