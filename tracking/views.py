@@ -23,8 +23,9 @@ from django.views.decorators.http import require_http_methods
 
 from targets.models import EmailAddress
 from tracking import links
-from tracking.hits import Visit, record_hit
+from tracking.hits import record_hit
 from tracking.models import Hit, TrackingUrl, UnsubscribePageText
+from tracking.rules import Visit
 from tracking.unsubscribe import (
     Subscription,
     find_subscription,
