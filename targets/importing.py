@@ -26,9 +26,10 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, models, router, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
+from config.leases import Lease
 from targets.models import (
     EmailAddress,
     ImportRun,
@@ -48,6 +49,7 @@ INLINE_IMPORT_LINES = 5000
 # How long a run stays claimed by the process importing it without progress; each
 # committed batch renews the claim, and a crashed process's claim simply runs out.
 IMPORT_LEASE = timedelta(minutes=10)
+RUN_LEASE = Lease("lease_until", IMPORT_LEASE)
 # Header spellings recognised for each field, compared without case, spaces or punctuation,
 # most specific first: "Email Address" must win over a postal "Address" column.
 SYNONYMS = {
@@ -641,8 +643,8 @@ class Importer:
         kept = list(self.run.errors)
         kept += [[e.line, e.message] for e in errors][: max(0, KEPT_ERRORS - len(kept))]
         self.run.errors = kept
-        ImportRun.objects.filter(pk=self.run.pk).update(
-            lease_until=timezone.now() + IMPORT_LEASE,
+        RUN_LEASE.renew(
+            self.run,
             line_done=last_line,
             created_count=F("created_count") + len(plan.new),
             updated_count=F("updated_count") + len(plan.changed),
@@ -660,12 +662,11 @@ def run_import(
     One process at a time: two imports of one run would both find a new address
     absent and create its record twice. ImportBusy when another holds the run.
     """
-    if not _take_lease(run):
-        minutes = int(IMPORT_LEASE.total_seconds() // 60)
+    if not RUN_LEASE.take(run, status=ImportRun.Status.RUNNING, failure=""):
         raise ImportBusy(
             f"Import run #{run.pk} ({run.file_name}) is already being imported by another"
-            f" process. If that process stopped, the run can be resumed {minutes} minutes"
-            " after its last progress."
+            f" process. If that process stopped, the run can be resumed {RUN_LEASE.minutes}"
+            " minutes after its last progress."
         )
     importer = Importer(
         csv_file, target_type, run.mapping, target_list=run.target_list, run=run, **options
@@ -673,25 +674,13 @@ def run_import(
     try:
         report = importer.run_import()
     except BaseException as error:
-        ImportRun.objects.filter(pk=run.pk).update(
-            status=ImportRun.Status.FAILED,
-            failure=f"{type(error).__name__}: {error}",
-            lease_until=None,
+        RUN_LEASE.release(
+            run, status=ImportRun.Status.FAILED, failure=f"{type(error).__name__}: {error}"
         )
         raise
-    ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.DONE, lease_until=None)
+    RUN_LEASE.release(run, status=ImportRun.Status.DONE)
     run.refresh_from_db()
     return report
-
-
-def _take_lease(run: ImportRun) -> bool:
-    """Claim the run with one conditional UPDATE: of two processes, one gets it."""
-    now = timezone.now()
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    claimed = ImportRun.objects.filter(free, pk=run.pk).update(
-        status=ImportRun.Status.RUNNING, failure="", lease_until=now + IMPORT_LEASE
-    )
-    return bool(claimed)
 
 
 def resumable_run(
