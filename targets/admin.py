@@ -16,9 +16,11 @@ from django.db.models import Count, Model, Q, QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 
-from targets import importing, tasks
+from targets import history, importing, tasks
 from targets.export import display_name, export_response
 from targets.forms import ENCODINGS, ChooseTargetListForm, MappingForm, UploadForm
 from targets.membership import add_selection, remove_selection, set_opted_out
@@ -42,6 +44,20 @@ from targets.segments import segment_queryset, sync_segment
 logger = logging.getLogger(__name__)
 
 
+def address_search(search_term: str, through: str = "email_address__") -> Q | None:
+    """The addresses a search term names: a whole address or its start, or "@domain".
+
+    Addresses are stored lower-case, so a prefix search can use the unique index;
+    a domain search reads the addresses' ends.
+    """
+    term = search_term.strip().lower()
+    if not term:
+        return None
+    if term.startswith("@"):
+        return Q(**{f"{through}address__endswith": term})
+    return Q(**{f"{through}address__startswith": term})
+
+
 @admin.register(EmailAddress)
 class EmailAddressAdmin(admin.ModelAdmin):
     list_display = ["address", "opt_out", "invalid", "created_at"]
@@ -51,10 +67,8 @@ class EmailAddressAdmin(admin.ModelAdmin):
     actions = ["mark_opted_out", "mark_opted_in", "mark_invalid", "mark_valid"]
 
     def get_search_results(self, request, queryset, search_term):
-        # Addresses are stored lower-case: a prefix search can use the unique index.
-        if search_term:
-            return queryset.filter(address__startswith=search_term.strip().lower()), False
-        return queryset, False
+        addresses = address_search(search_term, through="")
+        return (queryset if addresses is None else queryset.filter(addresses)), False
 
     def _flag(self, request, queryset, **values) -> None:
         count = queryset.update(**values)
@@ -193,6 +207,7 @@ class TargetAdmin(TargetListActionsMixin, admin.ModelAdmin):
     form = TargetForm
     show_full_result_count = False
     list_per_page = 50
+    readonly_fields = ["address_status", "campaign_history"]
 
     def get_changelist(self, request, **kwargs):
         return TargetChangeList
@@ -204,22 +219,95 @@ class TargetAdmin(TargetListActionsMixin, admin.ModelAdmin):
         return obj.email
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip().lower()
-        if "@" in term:
-            # An address search: find records through the shared address table.
-            ids = RecordEmailAddress.objects.filter(
-                content_type=ContentType.objects.get_for_model(self.model),
-                email_address__address__startswith=term,
-            ).values("object_id")
-            queryset = self.model.objects.filter(pk__in=ids)
-        return queryset, may_have_duplicates
+        """Names as the admin searches them, or addresses: whole, a prefix, or @domain."""
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        addresses = address_search(search_term)
+        if addresses is None:
+            return found, may_have_duplicates
+        ids = RecordEmailAddress.objects.filter(
+            addresses, content_type=ContentType.objects.get_for_model(self.model)
+        ).values("object_id")
+        return found | queryset.filter(pk__in=ids), may_have_duplicates
+
+    @admin.display(description="Address status")
+    def address_status(self, obj) -> str:
+        statuses = history.address_statuses(obj) if obj.pk else []
+        if not statuses:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    status.address,
+                    " (primary)" if status.primary else "",
+                    "opted out" if status.opt_out else "no",
+                    "invalid" if status.invalid else "no",
+                    _bounce_summary(status),
+                )
+                for status in statuses
+            ),
+        )
+        return format_html(
+            '<table class="address-status"><thead><tr><th>Address</th><th>Opted out</th>'
+            "<th>Invalid</th><th>Bounces</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="Campaign history")
+    def campaign_history(self, obj) -> str:
+        entries = history.campaign_history(obj) if obj.pk else []
+        if not entries:
+            return "No campaign has mailed this record yet."
+        rows = format_html_join(
+            "",
+            '<tr><td>{}</td><td><a href="{}">{}</a></td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    date_format(localtime(entry.action_date), "SHORT_DATETIME_FORMAT"),
+                    reverse("admin:campaigns_campaign_change", args=[entry.campaign_id]),
+                    entry.campaign,
+                    entry.mass_email or "",
+                    entry.get_action_display() + (" (test)" if entry.is_test else ""),
+                    entry.email_address,
+                    _log_detail(entry),
+                )
+                for entry in entries
+            ),
+        )
+        more = (
+            format_html("<p>The latest {} entries.</p>", len(entries))
+            if len(entries) == history.HISTORY_SHOWN
+            else ""
+        )
+        return format_html(
+            '<table class="campaign-history"><thead><tr><th>Date</th><th>Campaign</th>'
+            "<th>Mass email</th><th>Action</th><th>Address</th><th>Details</th></tr></thead>"
+            "<tbody>{}</tbody></table>{}",
+            rows,
+            more,
+        )
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         set_email_addresses(
             obj, form.cleaned_data.get("email") or None, form.cleaned_data.get("other_emails", [])
         )
+
+
+def _bounce_summary(status) -> str:
+    if not status.bounces:
+        return "none"
+    counts = ", ".join(f"{count} {label.lower()}" for label, count in status.bounces.items())
+    last = date_format(localtime(status.last_bounce_at), "SHORT_DATETIME_FORMAT")
+    return f"{counts} (last {last})"
+
+
+def _log_detail(entry) -> str:
+    if entry.tracking_url_id and entry.tracking_url:
+        return f"{entry.tracking_url.name}: {entry.tracking_url.url}"
+    return entry.get_bounce_type_display() if entry.bounce_type else ""
 
 
 @admin.register(Account)
