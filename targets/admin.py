@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 
 from django import forms
 from django.contrib import admin, messages
@@ -234,66 +235,67 @@ class TargetAdmin(TargetListActionsMixin, admin.ModelAdmin):
         statuses = history.address_statuses(obj) if obj.pk else []
         if not statuses:
             return "-"
-        rows = format_html_join(
-            "",
-            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        rows = [
             (
-                (
-                    status.address,
-                    " (primary)" if status.primary else "",
-                    "opted out" if status.opt_out else "no",
-                    "invalid" if status.invalid else "no",
-                    _bounce_summary(status),
-                )
-                for status in statuses
-            ),
-        )
-        return format_html(
-            '<table class="address-status"><thead><tr><th>Address</th><th>Opted out</th>'
-            "<th>Invalid</th><th>Bounces</th></tr></thead><tbody>{}</tbody></table>",
-            rows,
-        )
+                status.address + (" (primary)" if status.primary else ""),
+                "opted out" if status.opt_out else "no",
+                "invalid" if status.invalid else "no",
+                _bounce_summary(status),
+            )
+            for status in statuses
+        ]
+        headers = ["Address", "Opted out", "Invalid", "Bounces"]
+        return html_table(headers, rows, css_class="address-status")
 
     @admin.display(description="Campaign history")
     def campaign_history(self, obj) -> str:
         entries = history.campaign_history(obj) if obj.pk else []
         if not entries:
             return "No campaign has mailed this record yet."
-        rows = format_html_join(
-            "",
-            '<tr><td>{}</td><td><a href="{}">{}</a></td><td>{}</td><td>{}</td>'
-            "<td>{}</td><td>{}</td></tr>",
+        rows = [
             (
-                (
-                    date_format(localtime(entry.action_date), "SHORT_DATETIME_FORMAT"),
+                date_format(localtime(entry.action_date), "SHORT_DATETIME_FORMAT"),
+                format_html(
+                    '<a href="{}">{}</a>',
                     reverse("admin:campaigns_campaign_change", args=[entry.campaign_id]),
                     entry.campaign,
-                    entry.mass_email or "",
-                    entry.get_action_display() + (" (test)" if entry.is_test else ""),
-                    entry.email_address,
-                    _log_detail(entry),
-                )
-                for entry in entries
-            ),
+                ),
+                entry.mass_email or "",
+                entry.get_action_display() + (" (test)" if entry.is_test else ""),
+                entry.email_address,
+                _log_detail(entry),
+            )
+            for entry in entries
+        ]
+        headers = ["Date", "Campaign", "Mass email", "Action", "Address", "Details"]
+        footer = (
+            f"The latest {len(entries)} entries." if len(entries) == history.HISTORY_SHOWN else ""
         )
-        more = (
-            format_html("<p>The latest {} entries.</p>", len(entries))
-            if len(entries) == history.HISTORY_SHOWN
-            else ""
-        )
-        return format_html(
-            '<table class="campaign-history"><thead><tr><th>Date</th><th>Campaign</th>'
-            "<th>Mass email</th><th>Action</th><th>Address</th><th>Details</th></tr></thead>"
-            "<tbody>{}</tbody></table>{}",
-            rows,
-            more,
-        )
+        return html_table(headers, rows, css_class="campaign-history", footer=footer)
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         set_email_addresses(
             obj, form.cleaned_data.get("email") or None, form.cleaned_data.get("other_emails", [])
         )
+
+
+def html_table(
+    headers: list[str], rows: Iterable[Iterable[object]], *, css_class: str = "", footer: str = ""
+) -> str:
+    """A read-only field's table; cells are escaped unless already safe HTML."""
+    head = format_html_join("", "<th>{}</th>", ((header,) for header in headers))
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows),
+    )
+    if footer:
+        body = format_html('{}<tr><td colspan="{}">{}</td></tr>', body, len(headers), footer)
+    attributes = format_html(' class="{}"', css_class) if css_class else ""
+    return format_html(
+        "<table{}><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", attributes, head, body
+    )
 
 
 def _bounce_summary(status) -> str:
@@ -649,29 +651,15 @@ class ImportRunAdmin(admin.ModelAdmin):
     def column_mapping(self, obj) -> str:
         if not obj.mapping:
             return "-"
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", sorted(obj.mapping.items()))
-        return format_html(
-            "<table><thead><tr><th>Field</th><th>CSV column</th></tr></thead>"
-            "<tbody>{}</tbody></table>",
-            rows,
-        )
+        return html_table(["Field", "CSV column"], sorted(obj.mapping.items()))
 
     @admin.display(description="Row errors")
     def row_errors(self, obj) -> str:
         if not obj.errors:
             return "-"
-        rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td></tr>", ((line, message) for line, message in obj.errors)
-        )
         more = obj.error_count - len(obj.errors)
-        footer = (
-            format_html('<tr><td colspan="2">... and {} more</td></tr>', more) if more > 0 else ""
-        )
-        return format_html(
-            "<table><thead><tr><th>Line</th><th>Error</th></tr></thead><tbody>{}{}</tbody></table>",
-            rows,
-            footer,
-        )
+        footer = f"... and {more} more" if more > 0 else ""
+        return html_table(["Line", "Error"], obj.errors, footer=footer)
 
 
 class MemberChangeList(ChangeList):
