@@ -14,6 +14,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Count, Model, Q, QuerySet
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -427,6 +428,11 @@ class TargetListAdmin(admin.ModelAdmin):
                 name="targets_import_mapping",
             ),
             path(
+                "import/<int:run_id>/preview/",
+                self.admin_site.admin_view(self.import_preview_progress),
+                name="targets_import_preview",
+            ),
+            path(
                 "<int:list_id>/export/",
                 self.admin_site.admin_view(self.export_view),
                 name="targets_targetlist_export",
@@ -465,11 +471,13 @@ class TargetListAdmin(admin.ModelAdmin):
         fields = importing.importable_fields(target_type)
         form = MappingForm(
             request.POST or None,
-            initial={**run.mapping, "encoding": chosen_encoding(run)},
+            initial={**run.preview.get("mapping", run.mapping), "encoding": chosen_encoding(run)},
             fields=fields,
             headers=csv_file.headers,
         )
         report = None
+        if run.preview.get("state") == "done":
+            report = importing.ImportReport.from_json(run.preview["report"])
         if request.method == "POST" and form.is_valid():
             try:
                 csv_file = self._reencode(run, csv_file, form.cleaned_data["encoding"])
@@ -479,12 +487,33 @@ class TargetListAdmin(admin.ModelAdmin):
             else:
                 if "_import" in request.POST:
                     return self._import(request, run, csv_file, form.mapping())
+                lines = csv_file.line_count()
+                if lines > importing.INLINE_IMPORT_LINES:
+                    key = importing.queue_preview(run, form.mapping(), lines - 1)
+                    transaction.on_commit(lambda: tasks.preview_upload.delay(run.pk, key))
+                    return redirect("admin:targets_import_mapping", run_id=run.pk)
+                ImportRun.objects.filter(pk=run.pk).update(preview={})
+                run.preview = {}
                 report = importing.Importer(
                     csv_file, target_type, form.mapping(), dry_run=True
                 ).run_import()
         return self._render_import(
-            request, "admin/targets/import_mapping.html", form=form, run=run, report=report
+            request,
+            "admin/targets/import_mapping.html",
+            form=form,
+            run=run,
+            report=report,
+            preview=run.preview,
+            preview_waiting=run.preview.get("state") in ("queued", "running"),
         )
+
+    def import_preview_progress(self, request, run_id: int) -> JsonResponse:
+        """What the mapping page polls while a preview runs in the background."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        preview = get_object_or_404(ImportRun, pk=run_id).preview
+        fields = ("state", "rows", "total", "failure")
+        return JsonResponse({name: preview[name] for name in fields if name in preview})
 
     def _reencode(self, run: ImportRun, csv_file, encoding: str):
         """The file read in the encoding chosen on the page (a partly imported run keeps its)."""
@@ -506,6 +535,7 @@ class TargetListAdmin(admin.ModelAdmin):
             return redirect("admin:targets_import_mapping", run_id=run.pk)
         ImportRun.objects.filter(pk=run.pk).update(mapping=mapping)
         run.mapping = mapping
+        importing.start_target_list(run)
         if csv_file.line_count() > importing.INLINE_IMPORT_LINES:
             ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.RUNNING)
             transaction.on_commit(lambda: tasks.import_upload.delay(run.pk))
@@ -607,8 +637,10 @@ def start_upload(form: UploadForm) -> ImportRun | None:
         stored.unlink()
         form.add_error("file", str(error))
         return None
+    chosen = form.cleaned_data["target_list"]
     return ImportRun.objects.create(
-        target_list=form.get_target_list(),
+        target_list=chosen,
+        new_list_name="" if chosen else form.cleaned_data["new_list_name"].strip(),
         target_type=target_type.content_type,
         file_name=upload.name,
         file_path=str(stored),
@@ -635,7 +667,11 @@ class ImportRunAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     list_select_related = ["target_list", "target_type"]
     readonly_fields = [
-        *(f.name for f in ImportRun._meta.fields if f.name not in ("id", "mapping", "errors")),
+        *(
+            f.name
+            for f in ImportRun._meta.fields
+            if f.name not in ("id", "mapping", "errors", "preview")
+        ),
         "column_mapping",
         "row_errors",
     ]

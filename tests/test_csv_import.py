@@ -442,3 +442,57 @@ def test_the_admin_mapping_page_speaks_of_its_fields_and_changes_the_encoding(
     preview = admin_client.post(response.url, {**mapping, "_preview": "1"}).content.decode()
     assert "1 new records" in preview and "0 rows with errors" in preview
     assert ImportRun.objects.get().encoding == "cp1252"
+
+
+def test_a_large_admin_preview_runs_in_a_celery_task_with_a_progress_page(
+    admin_client, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    from targets import tasks
+
+    settings.MEDIA_ROOT = tmp_path
+    monkeypatch.setattr(importing, "INLINE_IMPORT_LINES", 3)
+    queued = []
+    monkeypatch.setattr(tasks.preview_upload, "delay", lambda *args: queued.append(args))
+    response = upload(admin_client, CONTACTS.encode(), new_list_name="Big")
+    mapping = {"email": "E-mail", "first_name": "Vorname", "last_name": "Nachname"}
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = admin_client.post(response.url, {**mapping, "_preview": "1"})
+    run = ImportRun.objects.get()
+    assert asked.status_code == 302 and asked.url == response.url
+    assert queued == [(run.pk, run.preview["key"])]
+    waiting = admin_client.get(response.url).content.decode()
+    assert 'id="import-preview-progress"' in waiting and "0</span> of 5 rows read" in waiting
+    progress_url = f"/admin/targets/targetlist/import/{run.pk}/preview/"
+    assert admin_client.get(progress_url).json() == {"state": "queued", "rows": 0, "total": 5}
+
+    tasks.preview_upload(*queued[0])
+    assert admin_client.get(progress_url).json() == {"state": "done", "rows": 5, "total": 5}
+    page = admin_client.get(response.url).content.decode()
+    assert "import-preview-progress" not in page
+    assert "2 new records" in page and "3 rows with errors" in page
+    assert "duplicate of line 2" in page
+    assert '<option value="Vorname" selected>' in page  # the previewed mapping is kept
+    assert not Contact.objects.exists() and not TargetList.objects.exists()
+
+
+def test_a_newer_preview_stops_the_older_one(admin_client, settings, tmp_path, monkeypatch):
+    from targets import tasks
+
+    settings.MEDIA_ROOT = tmp_path
+    monkeypatch.setattr(importing, "INLINE_IMPORT_LINES", 3)
+    monkeypatch.setattr(tasks.preview_upload, "delay", lambda *args: None)
+    run = ImportRun.objects.get(
+        pk=upload(admin_client, CONTACTS.encode(), new_list_name="B")
+        .url.rstrip("/")
+        .rsplit("/", 1)[1]
+    )
+    first = importing.queue_preview(run, {"email": "E-mail"}, 5)
+    second = importing.queue_preview(run, {"email": "E-mail", "last_name": "Nachname"}, 5)
+    run.refresh_from_db()
+    tasks.preview_upload(run.pk, first)  # a no-op: its key is gone
+    assert ImportRun.objects.get().preview["state"] == "queued"
+    run.preview["key"] = first  # as the older task read it, just before the newer was asked
+    assert importing.preview_stored_upload(run, first) is None
+    assert ImportRun.objects.get().preview["key"] == second
+    tasks.preview_upload(run.pk, second)
+    assert ImportRun.objects.get().preview["report"]["error_count"] == 3
