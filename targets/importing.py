@@ -786,8 +786,7 @@ class PreviewSuperseded(Exception):
 def queue_preview(run: ImportRun, mapping: dict[str, str], total_rows: int) -> str:
     """Record a background preview of the run with this mapping; its key, for the task."""
     key = uuid.uuid4().hex
-    run.preview = {"key": key, "mapping": mapping, "state": "queued", "rows": 0}
-    run.preview["total"] = total_rows
+    run.preview = dict(key=key, mapping=mapping, state="queued", rows=0, total=total_rows)
     ImportRun.objects.filter(pk=run.pk).update(preview=run.preview)
     return key
 
