@@ -363,6 +363,12 @@ def read_rows(csv_file: CsvFile) -> Iterator[tuple[int, list[str]]]:
         except csv.Error as error:
             message = f"line {reader.line_num}: the file is not valid CSV: {error}"
             raise CsvFileError(message) from None
+        except UnicodeDecodeError:  # UTF-16/32 cannot keep bad bytes for a per-row error
+            message = (
+                f"after line {reader.line_num}: the file is not valid {csv_file.encoding};"
+                f" {csv_file.hints.encoding}"
+            )
+            raise CsvFileError(message) from None
 
 
 class RowChecker:

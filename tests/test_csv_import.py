@@ -496,3 +496,9 @@ def test_a_newer_preview_stops_the_older_one(admin_client, settings, tmp_path, m
     assert ImportRun.objects.get().preview["key"] == second
     tasks.preview_upload(run.pk, second)
     assert ImportRun.objects.get().preview["report"]["error_count"] == 3
+
+
+def test_a_broken_utf16_file_is_a_clear_error(tmp_path):
+    text = codecs.BOM_UTF16_LE + "email\tlast_name\na@example.com\tA\n".encode("utf-16-le")
+    with pytest.raises(importing.CsvFileError, match="not valid utf-16"):
+        do_import(write(tmp_path, text + b"\x00\xd8\x41\x00\n\x00"))  # a lone surrogate
