@@ -31,7 +31,6 @@ import django  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -42,15 +41,6 @@ from targets import importing, tasks  # noqa: E402
 from targets.models import ImportRun  # noqa: E402
 
 MAPPING = {"email": "E-mail", "first_name": "Vorname", "last_name": "Nachname", "city": "City"}
-
-
-def logged_in_client() -> Client:
-    user, _ = get_user_model().objects.get_or_create(
-        username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
-    )
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def upload(client: Client, path: Path) -> str:
@@ -82,7 +72,7 @@ def main() -> None:
     empty_tables()
     queued: list[tuple] = []
     tasks.preview_upload.delay = lambda *task_args: queued.append(task_args)
-    client = logged_in_client()
+    client = benchdb.admin_client()
     with tempfile.TemporaryDirectory() as directory:
         settings.MEDIA_ROOT = directory
         path = Path(directory) / "contacts.csv"
