@@ -27,7 +27,6 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.contenttypes.models import ContentType  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -66,15 +65,6 @@ def seed(selected: int) -> None:
             [ct],
         )
         cur.execute("ANALYZE")
-
-
-def admin_client() -> Client:
-    user, _ = get_user_model().objects.get_or_create(
-        username="bench", defaults={"is_staff": True, "is_superuser": True}
-    )
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def time_admin_action(client: Client, target_list: TargetList) -> float:
@@ -120,11 +110,11 @@ def main() -> None:
     n = args.contacts
 
     admin_list = TargetList.objects.create(name="Admin action")
-    admin_seconds = time_admin_action(admin_client(), admin_list)
+    admin_seconds = time_admin_action(benchdb.admin_client(), admin_list)
     assert admin_list.members.count() == n, admin_list.members.count()
     call_seconds, added = time_call(TargetList.objects.create(name="Direct call"))
     assert added == n
-    readd_seconds = time_admin_action(admin_client(), admin_list)
+    readd_seconds = time_admin_action(benchdb.admin_client(), admin_list)
     loop_seconds = time_orm_loop(args.sample)
 
     loop_rate = args.sample / loop_seconds

@@ -31,3 +31,16 @@ def ensure_database() -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
         if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name]).fetchone():
             c.execute(f'CREATE DATABASE "{name}"')
+
+
+def admin_client():
+    """A Django test client logged in as a superuser (after django.setup())."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client()
+    client.force_login(user)
+    return client

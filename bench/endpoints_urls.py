@@ -44,7 +44,9 @@ def bare_click_one_insert(request: HttpRequest, token: str) -> HttpResponse:
     uid, tracking_url_id = found
     connection.ensure_connection()
     raw = connection.connection
-    raw.prepare_threshold = 2**31 - 1  # prepare only what asks for it, as tracking.hits does
+    raw.prepare_threshold = (
+        2**31 - 1
+    )  # prepare only what asks for it, as tracking.hit_statement does
     with psycopg.Cursor(raw) as cursor:
         cursor.execute(ONE_INSERT, [tracking_url_id, uid], prepare=True)
         if cursor.rowcount != 1:

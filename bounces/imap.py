@@ -23,7 +23,6 @@ from email.parser import BytesHeaderParser
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -31,6 +30,7 @@ from imapclient.exceptions import IMAPClientError
 from bounces.classify import classify
 from bounces.effects import apply_report
 from bounces.models import GroupEmailAccount, ProcessedMessage, Security
+from config.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ TIMEOUT_SECONDS = 30
 FETCH_BATCH = 20
 # Longer than any sane poll; a crashed poller's lease simply runs out.
 LEASE = timedelta(minutes=10)
+POLL_LEASE = Lease("poll_lease_until", LEASE)
 # Errors that mean "this mailbox cannot be read now", not a bug in us.
 MAILBOX_ERRORS = (IMAPClientError, imaplib.IMAP4.error, OSError, EOFError)
 
@@ -321,18 +322,14 @@ def _file_away(client: IMAPClient, account: GroupEmailAccount, uids: list[int]) 
 
 
 def _take_lease(account: GroupEmailAccount) -> bool:
-    now = timezone.now()
-    free = Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now)
-    taken = GroupEmailAccount.objects.filter(free, pk=account.pk).update(
-        poll_lease_until=now + LEASE
-    )
+    taken = POLL_LEASE.take(account)
     if taken:
         account.refresh_from_db()
     return bool(taken)
 
 
 def _extend_lease(account: GroupEmailAccount) -> None:
-    GroupEmailAccount.objects.filter(pk=account.pk).update(poll_lease_until=timezone.now() + LEASE)
+    POLL_LEASE.renew(account)
 
 
 def _record_outcome(account: GroupEmailAccount, result: PollResult) -> None:

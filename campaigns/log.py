@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import QuerySet
-from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.text import slugify
 
 from campaigns.models import Campaign, CampaignLogRecord
+from config.csv_export import csv_download
 from targets.models import TargetList, TargetListMember
 from targets.registry import target_types
 
@@ -62,40 +61,14 @@ CSV_COLUMNS = [
     ("queue_item__uid", "Queue item"),
     ("is_test", "Test"),
 ]
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-class _Echo:
-    """A file-like object whose write() hands the line back to csv.writer's caller."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def csv_lines(records: QuerySet[CampaignLogRecord]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow([label for _, label in CSV_COLUMNS])
-    fields = [name for name, _ in CSV_COLUMNS]
-    # iterator(): a server-side cursor on PostgreSQL, so a million rows never sit in memory.
-    for row in records.values_list(*fields).iterator(chunk_size=2000):
-        yield writer.writerow([_cell(value) for value in row])
 
 
 def csv_response(campaign: Campaign, records: QuerySet[CampaignLogRecord], log_filter: str):
     name = f"campaign-{slugify(campaign.name) or campaign.pk}-log-{log_filter}.csv"
-    response = StreamingHttpResponse(csv_lines(records), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    fields = [field for field, _ in CSV_COLUMNS]
+    # iterator(): a server-side cursor on PostgreSQL, so a million rows never sit in memory.
+    rows = records.values_list(*fields).iterator(chunk_size=2000)
+    return csv_download([label for _, label in CSV_COLUMNS], rows, name)
 
 
 # ---------------------------------------------------------------------------

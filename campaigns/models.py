@@ -215,6 +215,10 @@ class CampaignLogRecord(models.Model):
         indexes = [
             models.Index(fields=["campaign", "action", "action_date"]),
             models.Index(fields=["campaign", "-action_date"]),
+            # A record's campaign history on its admin page (targets.history).
+            models.Index(
+                fields=["content_type", "object_id", "-action_date"], name="log_by_target"
+            ),
             # Statistics read only non-test entries: counts, the time series, clicked
             # items and clicks per link come from this index alone (index-only scans).
             models.Index(

@@ -82,7 +82,7 @@ if env_bool("BEHIND_PROXY"):
 # settings do not name one.
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 # Opt-in: hits on tracked links and the open pixel commit asynchronously on
-# PostgreSQL (see tracking/hits.py for the trade-off); unsubscribes never do.
+# PostgreSQL (see tracking/hit_statement.py for the trade-off); unsubscribes never do.
 MASSMAIL_HITS_ASYNC_COMMIT = env_bool("MASSMAIL_HITS_ASYNC_COMMIT", False)
 
 INSTALLED_APPS = [

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 
 from django import forms
 from django.contrib import admin, messages
@@ -13,14 +14,17 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Count, Model, Q, QuerySet
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 
-from targets import importing, tasks
+from targets import history, importing, tasks
 from targets.export import display_name, export_response
-from targets.forms import ChooseTargetListForm, MappingForm, UploadForm
+from targets.forms import ENCODINGS, ChooseTargetListForm, MappingForm, UploadForm
 from targets.membership import add_selection, remove_selection, set_opted_out
 from targets.models import (
     Account,
@@ -42,6 +46,20 @@ from targets.segments import segment_queryset, sync_segment
 logger = logging.getLogger(__name__)
 
 
+def address_search(search_term: str, through: str = "email_address__") -> Q | None:
+    """The addresses a search term names: a whole address or its start, or "@domain".
+
+    Addresses are stored lower-case, so a prefix search can use the unique index;
+    a domain search reads the addresses' ends.
+    """
+    term = search_term.strip().lower()
+    if not term:
+        return None
+    if term.startswith("@"):
+        return Q(**{f"{through}address__endswith": term})
+    return Q(**{f"{through}address__startswith": term})
+
+
 @admin.register(EmailAddress)
 class EmailAddressAdmin(admin.ModelAdmin):
     list_display = ["address", "opt_out", "invalid", "created_at"]
@@ -51,10 +69,8 @@ class EmailAddressAdmin(admin.ModelAdmin):
     actions = ["mark_opted_out", "mark_opted_in", "mark_invalid", "mark_valid"]
 
     def get_search_results(self, request, queryset, search_term):
-        # Addresses are stored lower-case: a prefix search can use the unique index.
-        if search_term:
-            return queryset.filter(address__startswith=search_term.strip().lower()), False
-        return queryset, False
+        addresses = address_search(search_term, through="")
+        return (queryset if addresses is None else queryset.filter(addresses)), False
 
     def _flag(self, request, queryset, **values) -> None:
         count = queryset.update(**values)
@@ -193,6 +209,7 @@ class TargetAdmin(TargetListActionsMixin, admin.ModelAdmin):
     form = TargetForm
     show_full_result_count = False
     list_per_page = 50
+    readonly_fields = ["address_status", "campaign_history"]
 
     def get_changelist(self, request, **kwargs):
         return TargetChangeList
@@ -204,22 +221,96 @@ class TargetAdmin(TargetListActionsMixin, admin.ModelAdmin):
         return obj.email
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip().lower()
-        if "@" in term:
-            # An address search: find records through the shared address table.
-            ids = RecordEmailAddress.objects.filter(
-                content_type=ContentType.objects.get_for_model(self.model),
-                email_address__address__startswith=term,
-            ).values("object_id")
-            queryset = self.model.objects.filter(pk__in=ids)
-        return queryset, may_have_duplicates
+        """Names as the admin searches them, or addresses: whole, a prefix, or @domain."""
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        addresses = address_search(search_term)
+        if addresses is None:
+            return found, may_have_duplicates
+        ids = RecordEmailAddress.objects.filter(
+            addresses, content_type=ContentType.objects.get_for_model(self.model)
+        ).values("object_id")
+        return found | queryset.filter(pk__in=ids), may_have_duplicates
+
+    @admin.display(description="Address status")
+    def address_status(self, obj) -> str:
+        statuses = history.address_statuses(obj) if obj.pk else []
+        if not statuses:
+            return "-"
+        rows = [
+            (
+                status.address + (" (primary)" if status.primary else ""),
+                "opted out" if status.opt_out else "no",
+                "invalid" if status.invalid else "no",
+                _bounce_summary(status),
+            )
+            for status in statuses
+        ]
+        headers = ["Address", "Opted out", "Invalid", "Bounces"]
+        return html_table(headers, rows, css_class="address-status")
+
+    @admin.display(description="Campaign history")
+    def campaign_history(self, obj) -> str:
+        entries = history.campaign_history(obj) if obj.pk else []
+        if not entries:
+            return "No campaign has mailed this record yet."
+        rows = [
+            (
+                date_format(localtime(entry.action_date), "SHORT_DATETIME_FORMAT"),
+                format_html(
+                    '<a href="{}">{}</a>',
+                    reverse("admin:campaigns_campaign_change", args=[entry.campaign_id]),
+                    entry.campaign,
+                ),
+                entry.mass_email or "",
+                entry.get_action_display() + (" (test)" if entry.is_test else ""),
+                entry.email_address,
+                _log_detail(entry),
+            )
+            for entry in entries
+        ]
+        headers = ["Date", "Campaign", "Mass email", "Action", "Address", "Details"]
+        footer = (
+            f"The latest {len(entries)} entries." if len(entries) == history.HISTORY_SHOWN else ""
+        )
+        return html_table(headers, rows, css_class="campaign-history", footer=footer)
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         set_email_addresses(
             obj, form.cleaned_data.get("email") or None, form.cleaned_data.get("other_emails", [])
         )
+
+
+def html_table(
+    headers: list[str], rows: Iterable[Iterable[object]], *, css_class: str = "", footer: str = ""
+) -> str:
+    """A read-only field's table; cells are escaped unless already safe HTML."""
+    head = format_html_join("", "<th>{}</th>", ((header,) for header in headers))
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows),
+    )
+    if footer:
+        body = format_html('{}<tr><td colspan="{}">{}</td></tr>', body, len(headers), footer)
+    attributes = format_html(' class="{}"', css_class) if css_class else ""
+    return format_html(
+        "<table{}><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", attributes, head, body
+    )
+
+
+def _bounce_summary(status) -> str:
+    if not status.bounces:
+        return "none"
+    counts = ", ".join(f"{count} {label.lower()}" for label, count in status.bounces.items())
+    last = date_format(localtime(status.last_bounce_at), "SHORT_DATETIME_FORMAT")
+    return f"{counts} (last {last})"
+
+
+def _log_detail(entry) -> str:
+    if entry.tracking_url_id and entry.tracking_url:
+        return f"{entry.tracking_url.name}: {entry.tracking_url.url}"
+    return entry.get_bounce_type_display() if entry.bounce_type else ""
 
 
 @admin.register(Account)
@@ -337,6 +428,11 @@ class TargetListAdmin(admin.ModelAdmin):
                 name="targets_import_mapping",
             ),
             path(
+                "import/<int:run_id>/preview/",
+                self.admin_site.admin_view(self.import_preview_progress),
+                name="targets_import_preview",
+            ),
+            path(
                 "<int:list_id>/export/",
                 self.admin_site.admin_view(self.export_view),
                 name="targets_targetlist_export",
@@ -371,26 +467,65 @@ class TargetListAdmin(admin.ModelAdmin):
             self.message_user(request, f"{run} is finished.")
             return redirect("admin:targets_targetlist_change", run.target_list_id)
         target_type = target_type_for(run.target_type_id)
-        csv_file = importing.open_csv(run.file_path, run.encoding or None)
+        csv_file = importing.open_upload(run)
         fields = importing.importable_fields(target_type)
         form = MappingForm(
-            request.POST or None, initial=run.mapping, fields=fields, headers=csv_file.headers
+            request.POST or None,
+            initial={**run.preview.get("mapping", run.mapping), "encoding": chosen_encoding(run)},
+            fields=fields,
+            headers=csv_file.headers,
         )
         report = None
+        if run.preview.get("state") == "done":
+            report = importing.ImportReport.from_json(run.preview["report"])
         if request.method == "POST" and form.is_valid():
             try:
+                csv_file = self._reencode(run, csv_file, form.cleaned_data["encoding"])
                 importing.check_mapping(csv_file, fields, form.mapping())
             except importing.CsvFileError as error:
                 form.add_error(None, str(error))
             else:
                 if "_import" in request.POST:
                     return self._import(request, run, csv_file, form.mapping())
+                lines = csv_file.line_count()
+                if lines > importing.INLINE_IMPORT_LINES:
+                    key = importing.queue_preview(run, form.mapping(), lines - 1)
+                    transaction.on_commit(lambda: tasks.preview_upload.delay(run.pk, key))
+                    return redirect("admin:targets_import_mapping", run_id=run.pk)
+                ImportRun.objects.filter(pk=run.pk).update(preview={})
+                run.preview = {}
                 report = importing.Importer(
                     csv_file, target_type, form.mapping(), dry_run=True
                 ).run_import()
         return self._render_import(
-            request, "admin/targets/import_mapping.html", form=form, run=run, report=report
+            request,
+            "admin/targets/import_mapping.html",
+            form=form,
+            run=run,
+            report=report,
+            preview=run.preview,
+            preview_waiting=run.preview.get("state") in ("queued", "running"),
         )
+
+    def import_preview_progress(self, request, run_id: int) -> JsonResponse:
+        """What the mapping page polls while a preview runs in the background."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        preview = get_object_or_404(ImportRun, pk=run_id).preview
+        fields = ("state", "rows", "total", "failure")
+        return JsonResponse({name: preview[name] for name in fields if name in preview})
+
+    def _reencode(self, run: ImportRun, csv_file, encoding: str):
+        """The file read in the encoding chosen on the page (a partly imported run keeps its)."""
+        if encoding == chosen_encoding(run):
+            return csv_file
+        if run.line_done:
+            raise importing.CsvFileError("This run is partly imported: keep its encoding.")
+        run.encoding = encoding
+        csv_file = importing.open_upload(run)
+        ImportRun.objects.filter(pk=run.pk).update(encoding=csv_file.encoding)
+        run.encoding = csv_file.encoding
+        return csv_file
 
     def _import(self, request, run, csv_file, mapping: dict[str, str]):
         if run.line_done and mapping != run.mapping:
@@ -400,6 +535,7 @@ class TargetListAdmin(admin.ModelAdmin):
             return redirect("admin:targets_import_mapping", run_id=run.pk)
         ImportRun.objects.filter(pk=run.pk).update(mapping=mapping)
         run.mapping = mapping
+        importing.start_target_list(run)
         if csv_file.line_count() > importing.INLINE_IMPORT_LINES:
             ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.RUNNING)
             transaction.on_commit(lambda: tasks.import_upload.delay(run.pk))
@@ -474,6 +610,11 @@ def member_type_counts(list_id) -> list[dict]:
     return rows
 
 
+def chosen_encoding(run: ImportRun) -> str:
+    """The page's encoding choice for a run: "" (detect) unless one was chosen."""
+    return run.encoding if run.encoding in dict(ENCODINGS) else ""
+
+
 def start_upload(form: UploadForm) -> ImportRun | None:
     """Store the upload and create its run; on a file error, say so and write nothing."""
     upload = form.cleaned_data["file"]
@@ -485,14 +626,21 @@ def start_upload(form: UploadForm) -> ImportRun | None:
             destination.write(chunk)
     target_type = target_type_by_key(form.cleaned_data["target_type"])
     try:
-        csv_file = importing.open_csv(stored, form.cleaned_data["encoding"] or None)
+        csv_file = importing.open_csv(
+            stored,
+            form.cleaned_data["encoding"] or None,
+            name=upload.name,
+            hints=importing.ADMIN_PAGE,
+        )
         fields = importing.importable_fields(target_type)
     except importing.CsvFileError as error:
         stored.unlink()
         form.add_error("file", str(error))
         return None
+    chosen = form.cleaned_data["target_list"]
     return ImportRun.objects.create(
-        target_list=form.get_target_list(),
+        target_list=chosen,
+        new_list_name="" if chosen else form.cleaned_data["new_list_name"].strip(),
         target_type=target_type.content_type,
         file_name=upload.name,
         file_path=str(stored),
@@ -519,7 +667,11 @@ class ImportRunAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     list_select_related = ["target_list", "target_type"]
     readonly_fields = [
-        *(f.name for f in ImportRun._meta.fields if f.name not in ("id", "mapping", "errors")),
+        *(
+            f.name
+            for f in ImportRun._meta.fields
+            if f.name not in ("id", "mapping", "errors", "preview")
+        ),
         "column_mapping",
         "row_errors",
     ]
@@ -535,29 +687,15 @@ class ImportRunAdmin(admin.ModelAdmin):
     def column_mapping(self, obj) -> str:
         if not obj.mapping:
             return "-"
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", sorted(obj.mapping.items()))
-        return format_html(
-            "<table><thead><tr><th>Field</th><th>CSV column</th></tr></thead>"
-            "<tbody>{}</tbody></table>",
-            rows,
-        )
+        return html_table(["Field", "CSV column"], sorted(obj.mapping.items()))
 
     @admin.display(description="Row errors")
     def row_errors(self, obj) -> str:
         if not obj.errors:
             return "-"
-        rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td></tr>", ((line, message) for line, message in obj.errors)
-        )
         more = obj.error_count - len(obj.errors)
-        footer = (
-            format_html('<tr><td colspan="2">... and {} more</td></tr>', more) if more > 0 else ""
-        )
-        return format_html(
-            "<table><thead><tr><th>Line</th><th>Error</th></tr></thead><tbody>{}{}</tbody></table>",
-            rows,
-            footer,
-        )
+        footer = f"... and {more} more" if more > 0 else ""
+        return html_table(["Line", "Error"], obj.errors, footer=footer)
 
 
 class MemberChangeList(ChangeList):

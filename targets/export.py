@@ -5,9 +5,8 @@ a million members never sit in memory at once.
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from itertools import islice
 
 from django.contrib.auth import get_user_model
@@ -17,6 +16,7 @@ from django.db.models import OuterRef, Subquery
 from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 
+from config.csv_export import csv_download
 from targets.models import RecordEmailAddress, TargetList
 from targets.registry import target_type_for
 
@@ -79,24 +79,6 @@ def _records(content_type_id: int, ids: list[int]) -> tuple[str, dict[int, model
     return key, with_primary_address(model.objects.filter(pk__in=ids)).in_bulk()
 
 
-class _Echo:
-    """csv.writer target that hands each line back instead of buffering it."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(HEADER)
-    for row in rows:
-        yield writer.writerow(row)
-
-
 def export_response(target_list: TargetList) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        csv_lines(member_rows(target_list)), content_type="text/csv; charset=utf-8"
-    )
     filename = slugify(target_list.name) or f"target-list-{target_list.pk}"
-    response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
-    return response
+    return csv_download(HEADER, member_rows(target_list), f"{filename}.csv")

@@ -10,11 +10,14 @@ document on PostgreSQL, bulk_create elsewhere; bulk_update for changed records).
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,9 +28,10 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, models, router, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
+from config.leases import Lease
 from targets.models import (
     EmailAddress,
     ImportRun,
@@ -42,23 +46,51 @@ EMAIL = "email"
 DELIMITERS = ",;\t|"
 HEAD_BYTES = 64 * 1024
 KEPT_ERRORS = 1000
-# Admin uploads longer than this import in a Celery task: a web request would time out.
+# Admin uploads longer than this import, and are previewed, in a Celery task: a web
+# request would time out (a 100k-row dry run took 34 s, past gunicorn's 30 s).
 INLINE_IMPORT_LINES = 5000
 # How long a run stays claimed by the process importing it without progress; each
 # committed batch renews the claim, and a crashed process's claim simply runs out.
 IMPORT_LEASE = timedelta(minutes=10)
-# Header spellings recognised for each field, compared without case, spaces or punctuation.
+RUN_LEASE = Lease("lease_until", IMPORT_LEASE)
+# Header spellings recognised for each field, compared without case, spaces or punctuation,
+# most specific first: "Email Address" must win over a postal "Address" column.
 SYNONYMS = {
-    EMAIL: {"email", "emailaddress", "mail", "address", "primaryemail", "courriel"},
-    "first_name": {"firstname", "first", "givenname", "forename", "vorname", "prenom"},
-    "last_name": {"lastname", "last", "surname", "familyname", "nachname", "nom"},
-    "name": {"name", "company", "companyname", "accountname", "organisation", "organization"},
-    "account_name": {"company", "companyname", "accountname", "organisation", "organization"},
-    "phone": {"phone", "phonenumber", "telephone", "tel", "telefon"},
-    "city": {"city", "town", "ort", "stadt", "ville"},
-    "country": {"country", "land", "pays"},
-    "website": {"website", "web", "url", "homepage"},
+    EMAIL: ("emailaddress", "email", "primaryemail", "mail", "courriel", "address"),
+    "first_name": ("firstname", "givenname", "forename", "vorname", "prenom", "first"),
+    "last_name": ("lastname", "familyname", "surname", "nachname", "nom", "last"),
+    "name": ("companyname", "accountname", "organisation", "organization", "company", "name"),
+    "account_name": ("companyname", "accountname", "organisation", "organization", "company"),
+    "phone": ("phonenumber", "telephone", "telefon", "phone", "tel"),
+    "city": ("city", "town", "stadt", "ville", "ort"),
+    "country": ("country", "land", "pays"),
+    "website": ("website", "homepage", "web", "url"),
 }
+
+
+@dataclass(frozen=True)
+class Hints:
+    """How messages name the way to fix a file: command-line options or the page's fields."""
+
+    encoding: str
+    address_column: str
+
+
+COMMAND_LINE = Hints(
+    encoding="give the file's encoding (e.g. --encoding cp1252)",
+    address_column="(e.g. --map email=COLUMN)",
+)
+ADMIN_PAGE = Hints(
+    encoding='choose the file\'s encoding under "Encoding" (e.g. Windows Western European)',
+    address_column='under "Email address"',
+)
+# BOMs that name their encoding; UTF-32 first, as its little-endian BOM starts like UTF-16's.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 class ImportBusy(RuntimeError):
@@ -94,6 +126,8 @@ class CsvFile:
     delimiter: str
     headers: list[str]
     checksum: str
+    name: str = ""  # as the person knows it (an admin upload is stored under another name)
+    hints: Hints = COMMAND_LINE
 
     def open_text(self) -> io.TextIOWrapper:
         # surrogateescape keeps undecodable bytes so each bad row can be reported by line.
@@ -102,6 +136,9 @@ class CsvFile:
     def line_count(self) -> int:
         with open(self.path, "rb") as raw:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: raw.read(1 << 20), b""))
+
+
+REPORT_COUNTS = ("rows", "created", "updated", "unchanged", "error_count", "dry_run")
 
 
 @dataclass
@@ -124,6 +161,17 @@ class ImportReport:
         if len(self.errors) < KEPT_ERRORS:
             self.errors.append(error)
 
+    def as_json(self) -> dict:
+        return {
+            **{name: getattr(self, name) for name in REPORT_COUNTS},
+            "errors": [[error.line, error.message] for error in self.errors],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ImportReport:
+        errors = [RowError(line, message) for line, message in data.get("errors", [])]
+        return cls(**{name: data.get(name, 0) for name in REPORT_COUNTS}, errors=errors)
+
 
 @dataclass
 class ValidRow:
@@ -132,35 +180,58 @@ class ValidRow:
     values: dict[str, str]
 
 
-def open_csv(path: str | Path, encoding: str | None = None) -> CsvFile:
-    """Check that the file is a CSV file with a header; raise CsvFileError if not."""
+def open_csv(
+    path: str | Path, encoding: str | None = None, *, name: str = "", hints: Hints = COMMAND_LINE
+) -> CsvFile:
+    """Check that the file is a CSV file with a header; raise CsvFileError if not.
+
+    `name` is the file's name in messages (default: the file's own); `hints` says
+    how messages tell the person to fix the file.
+    """
     path = Path(path)
+    name = name or path.name
     with open(path, "rb") as raw:
         head = raw.read(HEAD_BYTES)
     if not head.strip():
-        raise CsvFileError(f"{path.name} is empty.")
-    if b"\x00" in head:
-        raise CsvFileError(f"{path.name} is not a CSV file: it contains binary data.")
-    encoding = encoding or "utf-8-sig"
-    first_line = _first_line(head, encoding, path.name)
+        raise CsvFileError(f"{name} is empty.")
+    # A BOM names the encoding (Excel's "Unicode Text" is UTF-16 with one); in
+    # UTF-16 and UTF-32 NUL bytes are text, not a sign of a binary file.
+    encoding = _bom_encoding(head) or encoding or "utf-8-sig"
+    if _is_wide(encoding):
+        head = head[: len(head) - len(head) % 4]  # whole code units only
+    elif b"\x00" in head:
+        raise CsvFileError(f"{name} is not a CSV file: it contains binary data.")
+    first_line = _first_line(head, encoding, name, hints)
     delimiter = max(DELIMITERS, key=first_line.count)
     if first_line.count(delimiter) == 0:
         delimiter = ","  # one column: valid only if that column is the address (checked later)
-    headers = [name.strip() for name in next(csv.reader([first_line], delimiter=delimiter))]
-    _check_headers(headers, path.name)
-    return CsvFile(path, encoding, delimiter, headers, _checksum(path))
+    headers = [header.strip() for header in next(csv.reader([first_line], delimiter=delimiter))]
+    _check_headers(headers, name)
+    return CsvFile(path, encoding, delimiter, headers, _checksum(path), name, hints)
 
 
-def _first_line(head: bytes, encoding: str, file_name: str) -> str:
+def _bom_encoding(head: bytes) -> str | None:
+    return next((encoding for bom, encoding in BOMS if head.startswith(bom)), None)
+
+
+def _is_wide(encoding: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    except LookupError:
+        return False
+
+
+def _first_line(head: bytes, encoding: str, file_name: str, hints: Hints) -> str:
     try:
         text = head.decode(encoding, errors="surrogateescape")
     except LookupError:
         raise CsvFileError(f"Unknown encoding {encoding!r}.") from None
-    line = text.lstrip("\r\n").splitlines()[0]
+    except UnicodeDecodeError:  # wide encodings cannot keep undecodable ASCII-range bytes
+        text = head.decode(encoding, errors="replace").replace("\ufffd", "\udcff")
+    line = text.lstrip("\ufeff\r\n").splitlines()[0]
     if _has_bad_bytes(line):
         raise CsvFileError(
-            f"The header line of {file_name} is not valid {encoding}; "
-            "give the file's encoding (e.g. --encoding cp1252)."
+            f"The header line of {file_name} is not valid {encoding}; {hints.encoding}."
         )
     return line
 
@@ -226,15 +297,29 @@ def _squash(header: str) -> str:
     return re.sub(r"[^a-z0-9]", "", header.lower())
 
 
-def default_mapping(headers: list[str], fields: list[ImportField]) -> dict[str, str]:
-    """Field name -> header, guessed from the header names."""
-    squashed = {_squash(header): header for header in headers if header}
-    mapping = {}
+def default_mapping(
+    headers: list[str], fields: list[ImportField], given: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Field name -> header: `given` (mapped by hand), the other fields guessed from headers.
+
+    Each field takes the first of its spellings (its name, its label, then its
+    synonyms, most specific first) that names a column no field has taken yet.
+    """
+    mapping = {name: header for name, header in (given or {}).items() if header}
+    squashed: dict[str, str] = {}
+    for header in headers:
+        if header:
+            squashed.setdefault(_squash(header), header)
     for import_field in fields:
-        candidates = {_squash(import_field.name), _squash(import_field.label)}
-        candidates |= SYNONYMS.get(import_field.name, set())
-        header = next((squashed[c] for c in candidates if c in squashed), None)
-        if header and header not in mapping.values():
+        if import_field.name in (given or {}):
+            continue
+        spellings = [_squash(import_field.name), _squash(import_field.label)]
+        spellings += SYNONYMS.get(import_field.name, ())
+        taken = set(mapping.values())
+        header = next(
+            (squashed[s] for s in spellings if s in squashed and squashed[s] not in taken), None
+        )
+        if header:
             mapping[import_field.name] = header
     return mapping
 
@@ -251,12 +336,13 @@ def check_mapping(csv_file: CsvFile, fields: list[ImportField], mapping: dict[st
     if EMAIL not in mapping and len(csv_file.headers) == 1:
         raise CsvFileError(
             "No address column, and no delimiter (, ; tab |) in the header line: "
-            f"is {csv_file.path.name} a CSV file with a header?"
+            f"is {csv_file.name} a CSV file with a header?"
         )
     if EMAIL not in mapping:
         raise CsvFileError(
             "No address column: name the column holding email addresses "
-            f"(e.g. --map email=COLUMN); the file's columns are: {', '.join(csv_file.headers)}."
+            f"{csv_file.hints.address_column}; the file's columns are: "
+            f"{', '.join(csv_file.headers)}."
         )
     missing = [f.label for f in fields if f.required and f.name not in mapping]
     if missing:
@@ -277,6 +363,12 @@ def read_rows(csv_file: CsvFile) -> Iterator[tuple[int, list[str]]]:
         except csv.Error as error:
             message = f"line {reader.line_num}: the file is not valid CSV: {error}"
             raise CsvFileError(message) from None
+        except UnicodeDecodeError:  # UTF-16/32 cannot keep bad bytes for a per-row error
+            message = (
+                f"after line {reader.line_num}: the file is not valid {csv_file.encoding};"
+                f" {csv_file.hints.encoding}"
+            )
+            raise CsvFileError(message) from None
 
 
 class RowChecker:
@@ -290,15 +382,10 @@ class RowChecker:
 
     def check(self, line: int, row: list[str]) -> ValidRow | RowError:
         if _has_bad_bytes("".join(row)):
-            return RowError(
-                line,
-                f"bytes that are not valid {self.csv_file.encoding}; "
-                "give the file's encoding (e.g. --encoding cp1252)",
-            )
+            encoding, hint = self.csv_file.encoding, self.csv_file.hints.encoding
+            return RowError(line, f"bytes that are not valid {encoding}; {hint}")
         if len(row) != len(self.csv_file.headers):
-            return RowError(
-                line, f"{len(row)} fields where the header has {len(self.csv_file.headers)}"
-            )
+            return RowError(line, self._count_problem(line, row))
         values = {name: row[index].strip() for name, index in self.columns.items()}
         problem = self._field_problem(values)
         if problem:
@@ -311,6 +398,12 @@ class RowChecker:
             return RowError(line, f"duplicate of line {self.seen[address]} ({address})")
         self.seen[address] = line
         return ValidRow(line, address, values)
+
+    def _count_problem(self, line: int, row: list[str]) -> str:
+        if any("\n" in value or "\r" in value for value in row):
+            # A quote never closed runs on over the line ends that follow, into one field.
+            return f"unterminated quote starting at line {line}"
+        return f"{len(row)} fields where the header has {len(self.csv_file.headers)}"
 
     def _field_problem(self, values: dict[str, str]) -> str | None:
         for import_field in self.fields:
@@ -573,8 +666,8 @@ class Importer:
         kept = list(self.run.errors)
         kept += [[e.line, e.message] for e in errors][: max(0, KEPT_ERRORS - len(kept))]
         self.run.errors = kept
-        ImportRun.objects.filter(pk=self.run.pk).update(
-            lease_until=timezone.now() + IMPORT_LEASE,
+        RUN_LEASE.renew(
+            self.run,
             line_done=last_line,
             created_count=F("created_count") + len(plan.new),
             updated_count=F("updated_count") + len(plan.changed),
@@ -592,12 +685,11 @@ def run_import(
     One process at a time: two imports of one run would both find a new address
     absent and create its record twice. ImportBusy when another holds the run.
     """
-    if not _take_lease(run):
-        minutes = int(IMPORT_LEASE.total_seconds() // 60)
+    if not RUN_LEASE.take(run, status=ImportRun.Status.RUNNING, failure=""):
         raise ImportBusy(
             f"Import run #{run.pk} ({run.file_name}) is already being imported by another"
-            f" process. If that process stopped, the run can be resumed {minutes} minutes"
-            " after its last progress."
+            f" process. If that process stopped, the run can be resumed {RUN_LEASE.minutes}"
+            " minutes after its last progress."
         )
     importer = Importer(
         csv_file, target_type, run.mapping, target_list=run.target_list, run=run, **options
@@ -605,25 +697,13 @@ def run_import(
     try:
         report = importer.run_import()
     except BaseException as error:
-        ImportRun.objects.filter(pk=run.pk).update(
-            status=ImportRun.Status.FAILED,
-            failure=f"{type(error).__name__}: {error}",
-            lease_until=None,
+        RUN_LEASE.release(
+            run, status=ImportRun.Status.FAILED, failure=f"{type(error).__name__}: {error}"
         )
         raise
-    ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.DONE, lease_until=None)
+    RUN_LEASE.release(run, status=ImportRun.Status.DONE)
     run.refresh_from_db()
     return report
-
-
-def _take_lease(run: ImportRun) -> bool:
-    """Claim the run with one conditional UPDATE: of two processes, one gets it."""
-    now = timezone.now()
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    claimed = ImportRun.objects.filter(free, pk=run.pk).update(
-        status=ImportRun.Status.RUNNING, failure="", lease_until=now + IMPORT_LEASE
-    )
-    return bool(claimed)
 
 
 def resumable_run(
@@ -643,7 +723,7 @@ def resumable_run(
     return ImportRun.objects.create(
         target_list=target_list,
         target_type=target_type.content_type,
-        file_name=csv_file.path.name,
+        file_name=csv_file.name,
         checksum=csv_file.checksum,
         encoding=csv_file.encoding,
         mapping=mapping,
@@ -692,9 +772,73 @@ def _unlink(path: Path) -> int:
     return 1
 
 
+def open_upload(run: ImportRun) -> CsvFile:
+    """An admin upload's stored file, named as uploaded, its messages speaking of the page."""
+    return open_csv(run.file_path, run.encoding or None, name=run.file_name, hints=ADMIN_PAGE)
+
+
+def start_target_list(run: ImportRun) -> TargetList:
+    """The run's list, created now if the upload named a new one (and nobody made it since)."""
+    if run.target_list_id is None:
+        run.target_list, _ = TargetList.objects.get_or_create(name=run.new_list_name)
+        ImportRun.objects.filter(pk=run.pk).update(target_list=run.target_list)
+    return run.target_list
+
+
+class PreviewSuperseded(Exception):
+    """Someone asked for another preview of the run: this one's outcome would be stale."""
+
+
+def queue_preview(run: ImportRun, mapping: dict[str, str], total_rows: int) -> str:
+    """Record a background preview of the run with this mapping; its key, for the task."""
+    key = uuid.uuid4().hex
+    run.preview = dict(key=key, mapping=mapping, state="queued", rows=0, total=total_rows)
+    ImportRun.objects.filter(pk=run.pk).update(preview=run.preview)
+    return key
+
+
+def preview_stored_upload(run: ImportRun, key: str) -> ImportReport | None:
+    """The dry run of an admin upload, its progress and report kept in `run.preview`.
+
+    Each batch records the rows read so far, for the page's progress bar. A newer
+    preview of the run (another key) stops this one: None.
+    """
+    preview = dict(run.preview)
+
+    def save(**changes) -> None:
+        preview.update(changes)
+        if not ImportRun.objects.filter(pk=run.pk, preview__key=key).update(preview=preview):
+            raise PreviewSuperseded
+
+    def progress(count: int) -> None:
+        save(state="running", rows=preview["rows"] + count)
+
+    try:
+        save(state="running", rows=0)
+        importer = Importer(
+            open_upload(run),
+            target_type_for(run.target_type_id),
+            preview["mapping"],
+            dry_run=True,
+            progress=progress,
+        )
+        report = importer.run_import()
+    except PreviewSuperseded:
+        return None
+    except Exception as error:  # the page must stop waiting, and say why
+        with contextlib.suppress(PreviewSuperseded):
+            save(state="failed", failure=str(error))
+        if isinstance(error, CsvFileError):
+            return None
+        raise
+    with contextlib.suppress(PreviewSuperseded):
+        save(state="done", report=report.as_json())
+    return report
+
+
 def import_stored_upload(run: ImportRun) -> ImportReport:
     """Import (or resume) an admin upload; its stored file goes once the run is done."""
-    csv_file = open_csv(run.file_path, run.encoding or None)
+    csv_file = open_upload(run)
     report = run_import(run, csv_file, target_type_for(run.target_type_id))
     Path(run.file_path).unlink(missing_ok=True)
     ImportRun.objects.filter(pk=run.pk).update(file_path="")

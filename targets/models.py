@@ -305,8 +305,13 @@ class ImportRun(models.Model):
         FAILED = "failed", "Failed (can resume)"
         DONE = "done", "Done"
 
+    # An admin upload naming a new list creates it when the import starts, so an
+    # abandoned upload leaves no empty list behind.
     target_list = models.ForeignKey(
-        TargetList, on_delete=models.CASCADE, related_name="import_runs"
+        TargetList, null=True, blank=True, on_delete=models.CASCADE, related_name="import_runs"
+    )
+    new_list_name = models.CharField(
+        max_length=200, blank=True, help_text="The list created when the import starts."
     )
     target_type = models.ForeignKey(ContentType, on_delete=models.PROTECT)
     file_name = models.CharField(max_length=255)
@@ -326,6 +331,9 @@ class ImportRun(models.Model):
     error_count = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True, help_text="The first row errors.")
     failure = models.TextField(blank=True)
+    # The admin's background dry run: its mapping, progress and report
+    # (see targets.importing.preview_stored_upload).
+    preview = models.JSONField(default=dict, blank=True, editable=False)
     # Held by the process importing the run (see targets.importing.run_import).
     lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -335,7 +343,11 @@ class ImportRun(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.file_name} into {self.target_list} ({self.get_status_display()})"
+        return f"{self.file_name} into {self.list_name} ({self.get_status_display()})"
+
+    @property
+    def list_name(self) -> str:
+        return self.target_list.name if self.target_list_id else self.new_list_name
 
 
 class Segment(models.Model):

@@ -31,6 +31,14 @@ def import_upload(run_id: int) -> None:
             logger.info("%s", busy)
 
 
+@shared_task
+def preview_upload(run_id: int, key: str) -> None:
+    """A large admin upload's dry run; a deleted run or a newer preview makes it a no-op."""
+    run = ImportRun.objects.filter(pk=run_id).first()
+    if run is not None and run.preview.get("key") == key and run.preview.get("state") != "done":
+        importing.preview_stored_upload(run, key)
+
+
 @shared_task(name="targets.discard_abandoned_uploads", ignore_result=True)
 def discard_abandoned_uploads() -> int:
     """Daily: uploads nobody mapped for a week, and stray files, are deleted."""

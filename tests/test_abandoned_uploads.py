@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -69,3 +70,32 @@ def test_a_missing_uploads_directory_is_nothing_to_do(settings, tmp_path):
 def test_it_runs_daily_from_beat():
     task = PeriodicTask.objects.get(task="targets.discard_abandoned_uploads")
     assert task.enabled and (task.interval.every, task.interval.period) == (1, "days")
+
+
+def _upload_into_a_new_list(admin_client):
+    upload = SimpleUploadedFile("people.csv", b"email,last_name\na@example.com,A\n")
+    return admin_client.post(
+        "/admin/targets/targetlist/import/",
+        {"file": upload, "target_type": "Contact", "new_list_name": "Spring fair"},
+    )
+
+
+def test_an_upload_naming_a_new_list_creates_it_only_when_the_import_starts(admin_client):
+    response = _upload_into_a_new_list(admin_client)
+    run = ImportRun.objects.get()
+    assert (run.target_list, run.new_list_name) == (None, "Spring fair")
+    assert not TargetList.objects.exists()
+    page = admin_client.get(response.url).content.decode()
+    assert "Spring fair" in page and "created when the import starts" in page
+
+    ImportRun.objects.filter(pk=run.pk).update(updated_at=timezone.now() - timedelta(days=8))
+    assert importing.discard_abandoned_uploads() == 1
+    assert not ImportRun.objects.exists() and not TargetList.objects.exists()
+
+
+def test_the_new_list_is_there_once_imported(admin_client):
+    response = _upload_into_a_new_list(admin_client)
+    admin_client.post(response.url, {"email": "email", "last_name": "last_name", "_import": "1"})
+    run = ImportRun.objects.get()
+    assert run.status == "done" and run.target_list.name == "Spring fair"
+    assert run.target_list.entry_count() == 1

@@ -1,5 +1,10 @@
 """CSV import into a target list: mapping, per-row errors, idempotence, resuming, admin pages."""
 
+import codecs
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,9 @@ from targets.registry import target_type_by_key
 from tests.factories import make_contact
 
 pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 CONTACTS = (
     "E-mail,Vorname,Nachname,City\n"
@@ -325,3 +333,172 @@ def test_a_large_admin_upload_imports_in_a_celery_task(
     run.refresh_from_db()
     assert (run.status, run.created_count, run.file_path) == ("done", 2, "")
     assert TargetList.objects.get(name="Big").entry_count() == 2
+
+
+MAILCHIMP_HEADER = "Email Address,First Name,Last Name,Address,Phone Number,MEMBER_RATING"
+
+
+def test_the_mapping_prefers_the_most_specific_header_whatever_the_hash_seed(tmp_path):
+    """Mailchimp's export has "Email Address" and a postal "Address": email is the first."""
+    script = (
+        "import json, sys, django; django.setup()\n"
+        "from targets import importing\n"
+        "fields = [importing.ImportField(n, n, False) for n in"
+        " ('email', 'first_name', 'last_name', 'phone')]\n"
+        "print(json.dumps(importing.default_mapping(sys.argv[1].split(','), fields)))\n"
+    )
+    seen = set()
+    for seed in range(8):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed), "DJANGO_SETTINGS_MODULE": SETTINGS}
+        done = subprocess.run(
+            [sys.executable, "-c", script, MAILCHIMP_HEADER],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seen.add(done.stdout.strip())
+    assert [json.loads(mapping) for mapping in seen] == [
+        {
+            "email": "Email Address",
+            "first_name": "First Name",
+            "last_name": "Last Name",
+            "phone": "Phone Number",
+        }
+    ]
+
+
+def test_the_admin_preselects_the_email_address_column_of_a_mailchimp_export(
+    admin_client, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    content = f"{MAILCHIMP_HEADER}\nada@example.com,Ada,Lovelace,1 Main St,555,2\n".encode()
+    page = admin_client.get(upload(admin_client, content, new_list_name="Chimp").url)
+    assert ImportRun.objects.get().mapping["email"] == "Email Address"
+    assert '<option value="Email Address" selected>' in page.content.decode()
+
+
+def test_an_unterminated_quote_is_named_with_its_line(tmp_path):
+    text = 'email,first_name,last_name\na@example.com,"Ada,Lovelace\nb@example.com,B,C\n'
+    report, _ = do_import(write(tmp_path, text))
+    assert [str(e) for e in report.errors] == ["line 2: unterminated quote starting at line 2"]
+    text = 'email,first_name,last_name\n"a@example.com,Ada,Lovelace\nb@example.com,B,C\n'
+    report, _ = do_import(write(tmp_path, text, "other.csv"))
+    assert [str(e) for e in report.errors] == ["line 2: unterminated quote starting at line 2"]
+
+
+@pytest.mark.parametrize("encoding", [None, "utf-16"])
+def test_excel_unicode_text_utf16_with_a_bom_and_tabs_imports(tmp_path, encoding):
+    text = "E-mail\tVorname\tNachname\nzoe@example.com\tZoë\tMüller\nyu@example.com\t由\t佳\n"
+    path = write(tmp_path, codecs.BOM_UTF16_LE + text.encode("utf-16-le"), "unicode.txt")
+    report, _ = do_import(path, encoding=encoding)
+    assert (report.created, report.error_count) == (2, 0)
+    assert sorted(Contact.objects.values_list("first_name", "last_name")) == [
+        ("Zoë", "Müller"),
+        ("由", "佳"),
+    ]
+
+
+def test_utf32_with_a_bom_imports_too(tmp_path):
+    text = "email,last_name\nzoe@example.com,Müller\n"
+    report, _ = do_import(write(tmp_path, text.encode("utf-32")))
+    assert report.created == 1 and Contact.objects.get().last_name == "Müller"
+
+
+def test_the_admin_names_the_uploaded_file_and_offers_the_encoding_on_the_page(
+    admin_client, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    content = "E-Mail;Straße;Nachname\nm@example.com;Hauptstraße;Müller\n".encode("cp1252")
+    page = upload(admin_client, content, new_list_name="Fair").content.decode()
+    assert "The header line of people.csv is not valid utf-8-sig" in page
+    assert "--encoding" not in page and '"Encoding"' in page.replace("&quot;", '"')
+    assert '<select name="encoding"' in page and '<option value="cp1252">' in page
+    assert not ImportRun.objects.exists() and not any(tmp_path.glob("imports/*"))
+
+    response = upload(admin_client, content, new_list_name="Fair", encoding="cp1252")
+    run = ImportRun.objects.get()
+    assert (run.file_name, run.encoding, run.mapping["email"]) == ("people.csv", "cp1252", "E-Mail")
+    mapping = {"email": "E-Mail", "last_name": "Nachname", "encoding": "cp1252", "_import": "1"}
+    admin_client.post(response.url, mapping)
+    assert Contact.objects.get().last_name == "Müller"
+
+
+def test_the_admin_mapping_page_speaks_of_its_fields_and_changes_the_encoding(
+    admin_client, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    content = "email;last_name\nm@example.com;Müller\n".encode("cp1252")
+    response = upload(admin_client, content, new_list_name="Fair")
+    preview = admin_client.post(
+        response.url, {"email": "email", "last_name": "last_name", "_preview": "1"}
+    ).content.decode()
+    assert "not valid utf-8-sig" in preview and "--encoding" not in preview
+    missing = admin_client.post(response.url, {"last_name": "last_name", "_preview": "1"})
+    assert "--map" not in missing.content.decode()
+    assert "No address column" in missing.content.decode()
+    mapping = {"email": "email", "last_name": "last_name", "encoding": "cp1252"}
+    preview = admin_client.post(response.url, {**mapping, "_preview": "1"}).content.decode()
+    assert "1 new records" in preview and "0 rows with errors" in preview
+    assert ImportRun.objects.get().encoding == "cp1252"
+
+
+def test_a_large_admin_preview_runs_in_a_celery_task_with_a_progress_page(
+    admin_client, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    from targets import tasks
+
+    settings.MEDIA_ROOT = tmp_path
+    monkeypatch.setattr(importing, "INLINE_IMPORT_LINES", 3)
+    queued = []
+    monkeypatch.setattr(tasks.preview_upload, "delay", lambda *args: queued.append(args))
+    response = upload(admin_client, CONTACTS.encode(), new_list_name="Big")
+    mapping = {"email": "E-mail", "first_name": "Vorname", "last_name": "Nachname"}
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = admin_client.post(response.url, {**mapping, "_preview": "1"})
+    run = ImportRun.objects.get()
+    assert asked.status_code == 302 and asked.url == response.url
+    assert queued == [(run.pk, run.preview["key"])]
+    waiting = admin_client.get(response.url).content.decode()
+    assert 'id="import-preview-progress"' in waiting and "0</span> of 5 rows read" in waiting
+    progress_url = f"/admin/targets/targetlist/import/{run.pk}/preview/"
+    assert admin_client.get(progress_url).json() == {"state": "queued", "rows": 0, "total": 5}
+
+    tasks.preview_upload(*queued[0])
+    assert admin_client.get(progress_url).json() == {"state": "done", "rows": 5, "total": 5}
+    page = admin_client.get(response.url).content.decode()
+    assert "import-preview-progress" not in page
+    assert "2 new records" in page and "3 rows with errors" in page
+    assert "duplicate of line 2" in page
+    assert '<option value="Vorname" selected>' in page  # the previewed mapping is kept
+    assert not Contact.objects.exists() and not TargetList.objects.exists()
+
+
+def test_a_newer_preview_stops_the_older_one(admin_client, settings, tmp_path, monkeypatch):
+    from targets import tasks
+
+    settings.MEDIA_ROOT = tmp_path
+    monkeypatch.setattr(importing, "INLINE_IMPORT_LINES", 3)
+    monkeypatch.setattr(tasks.preview_upload, "delay", lambda *args: None)
+    run = ImportRun.objects.get(
+        pk=upload(admin_client, CONTACTS.encode(), new_list_name="B")
+        .url.rstrip("/")
+        .rsplit("/", 1)[1]
+    )
+    first = importing.queue_preview(run, {"email": "E-mail"}, 5)
+    second = importing.queue_preview(run, {"email": "E-mail", "last_name": "Nachname"}, 5)
+    run.refresh_from_db()
+    tasks.preview_upload(run.pk, first)  # a no-op: its key is gone
+    assert ImportRun.objects.get().preview["state"] == "queued"
+    run.preview["key"] = first  # as the older task read it, just before the newer was asked
+    assert importing.preview_stored_upload(run, first) is None
+    assert ImportRun.objects.get().preview["key"] == second
+    tasks.preview_upload(run.pk, second)
+    assert ImportRun.objects.get().preview["report"]["error_count"] == 3
+
+
+def test_a_broken_utf16_file_is_a_clear_error(tmp_path):
+    text = codecs.BOM_UTF16_LE + "email\tlast_name\na@example.com\tA\n".encode("utf-16-le")
+    with pytest.raises(importing.CsvFileError, match="not valid utf-16"):
+        do_import(write(tmp_path, text + b"\x00\xd8\x41\x00\n\x00"))  # a lone surrogate

@@ -4,16 +4,9 @@ import pytest
 from django.test import Client
 
 from campaigns.models import CampaignLogRecord
-from massmail.models import OutboundSettings
 from targets.models import EmailAddress, TargetListMember
-from tests.factories import (
-    make_campaign,
-    make_contact,
-    make_mass_email,
-    make_target_list,
-    make_tracking_url,
-)
-from tests.fixtures.tracking import BROWSER_AGENT, make_sent_item
+from tests.factories import make_campaign, make_tracking_url
+from tests.fixtures.tracking import BROWSER_AGENT, make_tracked_message
 from tracking import links
 from tracking.models import Hit
 
@@ -22,10 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def item():
-    OutboundSettings.objects.update_or_create(pk=1, defaults={"open_tracking": True})
-    contact = make_contact()
-    campaign = make_campaign([make_target_list(contact)])
-    return make_sent_item(make_mass_email(campaign, opt_out_entirely=True), contact)
+    return make_tracked_message(opt_out_entirely=True)
 
 
 def _nothing_written() -> bool:

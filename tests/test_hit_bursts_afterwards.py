@@ -19,17 +19,10 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from campaigns.models import CampaignLogRecord
-from massmail.models import OutboundSettings
-from tests.factories import (
-    make_campaign,
-    make_contact,
-    make_mass_email,
-    make_target_list,
-    make_tracking_url,
-)
-from tests.fixtures.tracking import BROWSER_AGENT, make_sent_item
+from tests.factories import make_contact, make_mass_email, make_tracking_url
+from tests.fixtures.tracking import BROWSER_AGENT, make_sent_item, make_tracked_message
 from tests.services import require_postgres
-from tracking import hits, links
+from tracking import bursts, links, rules
 from tracking.models import Hit
 
 pytestmark = pytest.mark.django_db
@@ -37,8 +30,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def campaign():
-    OutboundSettings.objects.update_or_create(pk=1, defaults={"open_tracking": True})
-    return make_campaign([make_target_list(make_contact())])
+    return make_tracked_message().mass_email.campaign
 
 
 def _item(campaign):
@@ -55,7 +47,7 @@ def _person_hit(item, kind: str, url=None, at=None) -> Hit:
         method="GET",
         user_agent=BROWSER_AGENT,
         is_machine=kind == Hit.Kind.TRAP,
-        machine_reason=hits.REASON_TRAP if kind == Hit.Kind.TRAP else "",
+        machine_reason=rules.REASON_TRAP if kind == Hit.Kind.TRAP else "",
     )
 
 
@@ -77,10 +69,10 @@ def test_links_hit_together_become_machine_and_people_stay_people(campaign):
     _person_hit(apart, "click", first, now - timedelta(minutes=1))
     _person_hit(apart, "click", second, now)
 
-    assert hits.reclassify_bursts() == 3
-    assert _reasons(scanned) == {hits.REASON_LINKS_BURST}
+    assert bursts.reclassify_bursts() == 3
+    assert _reasons(scanned) == {rules.REASON_LINKS_BURST}
     assert _reasons(twice) == _reasons(apart) == {""}
-    assert hits.reclassify_bursts() == 0  # running again changes nothing
+    assert bursts.reclassify_bursts() == 0  # running again changes nothing
 
 
 def test_a_hidden_link_hit_together_makes_the_others_machine(campaign):
@@ -89,10 +81,10 @@ def test_a_hidden_link_hit_together_makes_the_others_machine(campaign):
     _person_hit(item, "open", None, now)
     _person_hit(item, "trap", None, now)
     _person_hit(item, "click", make_tracking_url(campaign), now + timedelta(seconds=2))
-    assert hits.reclassify_bursts() == 2
-    assert Hit.objects.get(kind="trap").machine_reason == hits.REASON_TRAP
+    assert bursts.reclassify_bursts() == 2
+    assert Hit.objects.get(kind="trap").machine_reason == rules.REASON_TRAP
     assert set(Hit.objects.exclude(kind="trap").values_list("machine_reason", flat=True)) == {
-        hits.REASON_TRAP_BURST
+        rules.REASON_TRAP_BURST
     }
 
 
@@ -103,8 +95,8 @@ def test_hits_before_the_lookback_are_left_alone(campaign):
     _person_hit(item, "click", first, long_ago)
     _person_hit(item, "click", second, long_ago)
     _person_hit(_item(campaign), "open")  # a newer hit, so the bound is found by id
-    assert hits.reclassify_bursts() == 0
-    assert hits.reclassify_bursts(lookback=timedelta(hours=3)) == 2
+    assert bursts.reclassify_bursts() == 0
+    assert bursts.reclassify_bursts(lookback=timedelta(hours=3)) == 2
 
 
 def test_the_command_and_the_beat_schedule(campaign):
@@ -124,10 +116,8 @@ def test_the_command_and_the_beat_schedule(campaign):
 def test_a_scanner_fetching_every_link_at_once_is_machine_once_the_job_ran():
     """Real concurrent requests: whether or not they saw each other, the job settles it."""
     require_postgres()
-    OutboundSettings.objects.update_or_create(pk=1, defaults={"open_tracking": True})
-    contact = make_contact()
-    campaign = make_campaign([make_target_list(contact)])
-    item = make_sent_item(make_mass_email(campaign), contact)
+    item = make_tracked_message()
+    campaign = item.mass_email.campaign
     urls = [make_tracking_url(campaign) for _ in range(4)]
     barrier = threading.Barrier(len(urls))
     statuses: list[int] = []
@@ -146,7 +136,7 @@ def test_a_scanner_fetching_every_link_at_once_is_machine_once_the_job_ran():
     for thread in threads:
         thread.join()
     assert statuses == [302] * len(urls)
-    hits.reclassify_bursts()
+    bursts.reclassify_bursts()
     assert Hit.objects.filter(queue_item=item).count() == len(urls)
     assert not Hit.objects.filter(queue_item=item, is_machine=False).exists()
     # The log keeps the raw entries: each link clicked once, the message opened once.

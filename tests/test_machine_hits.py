@@ -8,16 +8,9 @@ from django.test import Client
 from django.utils import timezone
 
 from campaigns.models import CampaignLogRecord
-from massmail.models import OutboundSettings
-from tests.factories import (
-    make_campaign,
-    make_contact,
-    make_mass_email,
-    make_target_list,
-    make_tracking_url,
-)
-from tests.fixtures.tracking import BROWSER_AGENT, make_sent_item
-from tracking import hits, links
+from tests.factories import make_tracking_url
+from tests.fixtures.tracking import BROWSER_AGENT, make_tracked_message
+from tracking import links, rules
 from tracking.models import Hit
 
 pytestmark = pytest.mark.django_db
@@ -27,11 +20,8 @@ SCANNER_AGENT = "Mozilla/5.0 (compatible; Barracuda Sentinel link scanner)"
 
 @pytest.fixture
 def message():
-    contact = make_contact()
-    campaign = make_campaign([make_target_list(contact)])
-    OutboundSettings.objects.update_or_create(pk=1, defaults={"open_tracking": True})
-    item = make_sent_item(make_mass_email(campaign), contact)
-    urls = [make_tracking_url(campaign) for _ in range(3)]
+    item = make_tracked_message()
+    urls = [make_tracking_url(item.mass_email.campaign) for _ in range(3)]
     return item, urls
 
 
@@ -69,8 +59,8 @@ def test_several_links_in_one_burst_reclassify_the_earlier_hits(message, hit_wri
         assert not _hit(item, urls[0]).is_machine
         clock.shift(timedelta(seconds=1))
         _get(links.click_url("", item.uid, urls[1].pk), BROWSER_AGENT)
-    assert _hit(item, urls[1]).machine_reason == hits.REASON_LINKS_BURST
-    assert _hit(item, urls[0]).machine_reason == hits.REASON_LINKS_BURST
+    assert _hit(item, urls[1]).machine_reason == rules.REASON_LINKS_BURST
+    assert _hit(item, urls[0]).machine_reason == rules.REASON_LINKS_BURST
 
 
 def test_the_same_link_twice_is_still_a_person(message, hit_writer):
@@ -91,9 +81,9 @@ def test_the_hidden_link_marks_its_burst_as_machine(message, hit_writer):
         clock.shift(timedelta(seconds=1))
         _get(links.click_url("", item.uid, urls[0].pk), BROWSER_AGENT)
     trap = Hit.objects.get(kind="trap")
-    assert trap.is_machine and trap.machine_reason == hits.REASON_TRAP
+    assert trap.is_machine and trap.machine_reason == rules.REASON_TRAP
     others = Hit.objects.exclude(kind="trap")
-    assert {h.machine_reason for h in others} == {hits.REASON_TRAP_BURST}
+    assert {h.machine_reason for h in others} == {rules.REASON_TRAP_BURST}
     # The trap writes no log entry of its own.
     assert set(CampaignLogRecord.objects.values_list("action", flat=True)) == {"opened", "clicked"}
 
@@ -102,11 +92,11 @@ def test_head_requests_and_hits_right_after_sending_are_machine(message, hit_wri
     item, urls = message
     response = _get(links.click_url("", item.uid, urls[0].pk), BROWSER_AGENT, method="head")
     assert response.status_code == 302
-    assert _hit(item, urls[0]).machine_reason == hits.REASON_HEAD
+    assert _hit(item, urls[0]).machine_reason == rules.REASON_HEAD
     item.sent_at = timezone.now() - timedelta(seconds=3)
     item.save(update_fields=["sent_at"])
     _get(links.open_pixel_url("", item.uid), BROWSER_AGENT)
-    assert Hit.objects.get(kind="open").machine_reason == hits.REASON_PROMPT
+    assert Hit.objects.get(kind="open").machine_reason == rules.REASON_PROMPT
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,19 @@ def test_an_urlencoded_post_works_too(item):
     assert _state(item) == (True, {True}, 1)
 
 
+@pytest.mark.parametrize("body", ["List-Unsubscribe=One-Click\r\n", "List-Unsubscribe=One-Click\n"])
+def test_a_post_whose_body_ends_with_a_line_break_unsubscribes(item, body):
+    """RFC 8058 gives the body as a line; some senders of the POST end it with CRLF."""
+    response = Client(enforce_csrf_checks=True).post(
+        links.unsubscribe_url("", item.uid),
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+        HTTP_USER_AGENT=GMAIL_AGENT,
+    )
+    assert response.status_code == 200
+    assert _state(item) == (True, {True}, 1)
+
+
 def test_get_and_head_only_show_the_confirmation_page(item):
     client = Client()
     assert client.get(links.unsubscribe_url("", item.uid)).status_code == 200

@@ -281,19 +281,6 @@ def test_admin_offers_only_target_types():
     assert Contact in models and Segment not in models
 
 
-@pytest.fixture
-def celery_worker_on_redis():
-    from celery.contrib.testing.worker import start_worker
-
-    from config.celery import app
-    from tests.services import require_postgres, require_redis
-
-    require_postgres()  # the worker's threads share the database with the test
-    app.conf.update(broker_url=require_redis(), task_always_eager=False)
-    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False) as worker:
-        yield app, worker
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_periodic_task_runs_the_sync_on_a_celery_worker(celery_worker_on_redis):

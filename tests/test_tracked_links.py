@@ -8,14 +8,8 @@ from django.test import Client
 
 from campaigns.models import CampaignLogRecord
 from massmail.models import OutboundSettings
-from tests.factories import (
-    make_campaign,
-    make_contact,
-    make_mass_email,
-    make_target_list,
-    make_tracking_url,
-)
-from tests.fixtures.tracking import BROWSER_AGENT, make_sent_item
+from tests.factories import make_campaign, make_contact, make_tracking_url
+from tests.fixtures.tracking import BROWSER_AGENT, make_sent_item, make_tracked_message
 from tests.services import require_postgres
 from tracking import links
 from tracking.models import Hit, TrackingUrl
@@ -25,10 +19,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def setup():
-    contact = make_contact()
-    campaign = make_campaign([make_target_list(contact)])
-    item = make_sent_item(make_mass_email(campaign), contact)
-    return campaign, item
+    item = make_tracked_message(open_tracking=False)
+    return item.mass_email.campaign, item
 
 
 def _click(client, item, url, **extra):
@@ -112,13 +104,24 @@ def test_only_get_and_head_are_allowed(setup):
     assert not Hit.objects.exists()
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_other_methods_get_405_not_a_csrf_403(setup, method):
+    """As a browser or scanner sends them: no CSRF cookie, so CSRF would refuse first."""
+    campaign, item = setup
+    url = make_tracking_url(campaign)
+    client = Client(enforce_csrf_checks=True)
+    for path in (links.click_url("", item.uid, url.pk), links.open_pixel_url("", item.uid)):
+        response = getattr(client, method)(path)
+        assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+    assert not Hit.objects.exists()
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_click_survives_a_database_connection_dropped_in_between():
     require_postgres()
-    contact = make_contact()
-    campaign = make_campaign([make_target_list(contact)])
-    item = make_sent_item(make_mass_email(campaign), contact)
+    item = make_tracked_message(open_tracking=False)
+    campaign = item.mass_email.campaign
     first, second = make_tracking_url(campaign), make_tracking_url(campaign)
     client = Client()
     assert _click(client, item, first).status_code == 302
@@ -143,9 +146,8 @@ def test_a_click_survives_a_database_connection_dropped_in_between():
 def test_asynchronous_commit_of_hits_when_chosen(settings):
     """Opt-in trade-off; outside any transaction, so the statement commits on its own."""
     settings.MASSMAIL_HITS_ASYNC_COMMIT = True
-    contact = make_contact()
-    campaign = make_campaign([make_target_list(contact)])
-    item = make_sent_item(make_mass_email(campaign), contact)
+    item = make_tracked_message(open_tracking=False)
+    campaign = item.mass_email.campaign
     url = make_tracking_url(campaign)
     assert _click(Client(), item, url).status_code == 302
     assert _log(item, CampaignLogRecord.Action.CLICKED).count() == 1

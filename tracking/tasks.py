@@ -1,10 +1,10 @@
-"""Celery entry points; the work is in tracking.hits."""
+"""Celery entry points; the work is in tracking.bursts."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from tracking.hits import reclassify_bursts
+from tracking.bursts import reclassify_bursts
 
 
 @shared_task(name="tracking.reclassify_bursts", ignore_result=True)

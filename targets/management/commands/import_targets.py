@@ -27,7 +27,10 @@ class Command(BaseCommand):
             "--map",
             action="append",
             default=[],
-            help="field=Column pairs, comma-separated or repeated (default: from headers)",
+            help=(
+                "field=Column pairs, comma-separated or repeated; fields not named are guessed "
+                "from the headers, and field= (no column) leaves a field out"
+            ),
         )
         parser.add_argument("--dry-run", action="store_true", help="Check rows, write nothing")
         parser.add_argument("--batch-size", type=int, default=1000)
@@ -47,9 +50,7 @@ class Command(BaseCommand):
     def run(self, target_type, options: dict) -> None:
         csv_file = importing.open_csv(options["file"], options["encoding"])
         fields = importing.importable_fields(target_type)
-        mapping = parse_mapping(options["map"]) or importing.default_mapping(
-            csv_file.headers, fields
-        )
+        mapping = importing.default_mapping(csv_file.headers, fields, parse_mapping(options["map"]))
         importing.check_mapping(csv_file, fields, mapping)
         self.stdout.write("Mapping: " + ", ".join(f"{k} <- {v!r}" for k, v in mapping.items()))
         with tqdm(
@@ -95,7 +96,7 @@ def parse_mapping(values: list[str]) -> dict[str, str]:
     for value in values:
         for pair in filter(None, (p.strip() for p in value.split(","))):
             name, sep, header = pair.partition("=")
-            if not sep or not name.strip() or not header.strip():
+            if not sep or not name.strip():
                 raise CommandError(f"--map wants field=Column pairs, not {pair!r}.")
             mapping[name.strip()] = header.strip()
     return mapping

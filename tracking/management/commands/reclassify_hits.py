@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
-from tracking.hits import BURST_LOOKBACK, reclassify_bursts
+from tracking.bursts import BURST_LOOKBACK, reclassify_bursts
 
 
 class Command(BaseCommand):
