@@ -13,8 +13,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from massmail.dashboard import MassEmailDashboard, progress_of
+from massmail.dashboard import MassEmailDashboard, progress_of, unsent_count
 from massmail.models import MassEmail, OutboundSettings, QueueItem
+from massmail.presend import PAST_START_GRACE
 from massmail.send_test import SendTestResult, send_test
 from targets.models import Account, Contact, Lead, validate_address
 
@@ -70,8 +71,39 @@ class OutboundSettingsAdmin(admin.ModelAdmin):
         return False
 
 
+class MassEmailForm(forms.ModelForm):
+    """A start in the past sends at the next tick: said, and confirmed, before saving."""
+
+    start_passed_ok = forms.BooleanField(
+        label="Send although the start has passed",
+        required=False,
+        help_text="A start in the past means: at the next send tick.",
+    )
+
+    class Meta:
+        model = MassEmail
+        fields = "__all__"
+
+    def clean(self) -> dict:
+        data = super().clean()
+        start_at = data.get("start_at")
+        status = data.get("status", self.instance.status)
+        changed = self.instance.pk is None or "start_at" in self.changed_data
+        past = start_at is not None and start_at < timezone.now() - PAST_START_GRACE
+        if changed and past and status == MassEmail.Status.PENDING:
+            if not data.get("start_passed_ok"):
+                self.add_error(
+                    "start_at",
+                    f"{timezone.localtime(start_at):%Y-%m-%d %H:%M} is in the past: the mass "
+                    'email would go out at the next send tick. Tick "Send although the start '
+                    'has passed" to confirm, or choose a later start.',
+                )
+        return data
+
+
 @admin.register(MassEmail)
 class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
+    form = MassEmailForm
     list_display = ["name", "campaign", "status", "start_at", "email_template"]
     list_filter = ["status", "campaign"]
     list_select_related = ["campaign", "email_template"]
@@ -82,7 +114,19 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
     actions = ["send_test_action", "pause_action", "resume_action", "cancel_action"]
     change_form_template = "admin/massmail/massemail/change_form.html"
     fieldsets = [
-        (None, {"fields": ["campaign", "name", "status", "start_at", "email_template"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "campaign",
+                    "name",
+                    "status",
+                    "start_at",
+                    "start_passed_ok",
+                    "email_template",
+                ]
+            },
+        ),
         (
             "Sender",
             {
@@ -98,6 +142,19 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         ("Recipients", {"fields": ["target_lists", "excluding_target_lists", "opt_out_entirely"]}),
         ("Sending", {"fields": ["queue_built_at", "sending_progress"]}),
     ]
+
+    # A new mass email is a draft or pending; afterwards only the lifecycle actions
+    # (schedule, pause, resume, cancel) and the engine move its status.
+    NEW_STATUSES = (MassEmail.Status.DRAFT, MassEmail.Status.PENDING)
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields + ["status"] if obj is not None else fields
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "status":
+            kwargs["choices"] = [c for c in db_field.choices if c[0] in self.NEW_STATUSES]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
@@ -140,6 +197,7 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         buttons = []
         if mass_email is not None:
             buttons = [
+                ("schedule", "Schedule sending", mass_email.can_schedule()),
                 ("pause", "Pause", mass_email.can_pause()),
                 ("resume", "Resume", mass_email.can_resume()),
                 ("cancel", "Cancel sending", mass_email.can_cancel()),
@@ -162,19 +220,39 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    _VERBS = ("pause", "resume", "cancel")
+    _VERBS = ("schedule", "pause", "resume", "cancel")
 
     def status_view(self, request, object_id: int, verb: str):
-        """The Pause / Resume / Cancel buttons of the change page (POST only)."""
+        """The lifecycle buttons of the change page (POST only); Cancel asks first."""
         mass_email = get_object_or_404(MassEmail, pk=object_id)
-        if verb not in self._VERBS or request.method != "POST":
-            return HttpResponseRedirect(
-                reverse("admin:massmail_massemail_change", args=[object_id])
-            )
+        change_url = reverse("admin:massmail_massemail_change", args=[object_id])
+        if verb not in self._VERBS:
+            return HttpResponseRedirect(change_url)
         if not self.has_change_permission(request, mass_email):
             raise PermissionDenied
+        if verb == "cancel" and not (request.method == "POST" and request.POST.get("confirm")):
+            return self._confirm_cancel(request, [mass_email], change_url)
+        if request.method != "POST":
+            return HttpResponseRedirect(change_url)
         self._apply(request, [mass_email], verb)
-        return HttpResponseRedirect(reverse("admin:massmail_massemail_change", args=[object_id]))
+        return HttpResponseRedirect(change_url)
+
+    def _confirm_cancel(self, request, mass_emails, back_url: str, action: str = ""):
+        """The page between the Cancel button and the cancel: what will not be sent."""
+        rows = [(mass_email, unsent_count(mass_email)) for mass_email in mass_emails]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel sending?",
+            "opts": self.model._meta,
+            "rows": rows,
+            "unsent": sum(count for _, count in rows),
+            "back_url": back_url,
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/massmail/massemail/cancel_confirmation.html", context
+        )
 
     def _apply(self, request, mass_emails, verb: str) -> None:
         for mass_email in mass_emails:
@@ -196,8 +274,12 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         self._apply(request, queryset, "resume")
 
     @admin.action(description="Cancel (pending items are canceled)", permissions=["change"])
-    def cancel_action(self, request, queryset) -> None:
+    def cancel_action(self, request, queryset):
+        if not request.POST.get("confirm"):
+            back = reverse("admin:massmail_massemail_changelist")
+            return self._confirm_cancel(request, list(queryset), back, action="cancel_action")
         self._apply(request, queryset, "cancel")
+        return None
 
     @admin.action(description="Send test", permissions=["change"])
     def send_test_action(self, request, queryset):

@@ -20,6 +20,7 @@ from massmail.models import MassEmail, OutboundSettings, QueueItem
 from massmail.placeholders import CompositionError
 from massmail.presend import presend_warnings
 from massmail.preview import candidates, key_for_address, preview
+from massmail.queue import recipient_count
 from massmail.schedule import next_tick_at
 from massmail.sending import CAP_WINDOW, tick_interval_minutes, used_in_window
 
@@ -83,6 +84,16 @@ def next_portion_at(now: datetime) -> datetime | None:
     while tick_at < room_at:
         tick_at += interval
     return tick_at
+
+
+def unsent_count(mass_email: MassEmail) -> int:
+    """The messages a cancel now would leave unsent: its pending items, or everyone a
+    queue build would queue when the queue does not exist yet."""
+    if not mass_email.can_cancel():
+        return 0
+    if mass_email.queue_built_at is None:
+        return recipient_count(mass_email)
+    return mass_email.queue_items.filter(status=Status.PENDING, is_test=False).count()
 
 
 @dataclass(frozen=True)
