@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import ManyToManyRawIdWidget
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
@@ -213,6 +214,13 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
                 name="massmail_massemail_send_test",
             ),
             path(
+                "send-test/autocomplete/",
+                self.admin_site.admin_view(
+                    SendTestAutocomplete.as_view(admin_site=self.admin_site)
+                ),
+                name="massmail_massemail_send_test_autocomplete",
+            ),
+            path(
                 "<int:object_id>/sending/<str:verb>/",
                 self.admin_site.admin_view(self.status_view),
                 name="massmail_massemail_status",
@@ -327,38 +335,58 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
             self.message_user(request, "Nobody was chosen.", messages.WARNING)
 
 
-class _RawIdRelation:
-    """What the admin's raw id widget needs to know about the model it looks up."""
+# Send Test's pickers: field name -> the model whose records it picks.
+SEND_TEST_PICKERS = {
+    "users": get_user_model(),
+    "contacts": Contact,
+    "leads": Lead,
+    "accounts": Account,
+}
 
-    limit_choices_to: dict = {}
 
+class _Picker:
+    """What the admin's autocomplete widget and view read from a relation field: here a
+    picker of Send Test (mass email -> records of `model`), which no model field is."""
+
+    def __init__(self, model, name: str) -> None:
+        self.model = MassEmail  # the source: data-app-label / data-model-name
+        self.name = name
+        self.remote_field = _Remote(model)
+
+    def get_limit_choices_to(self) -> dict:
+        return {}
+
+
+class _Remote:
     def __init__(self, model) -> None:
         self.model = model
 
-    def get_related_field(self):
-        return self.model._meta.pk
+
+class SendTestAutocomplete(AutocompleteJsonView):
+    """The admin's own autocomplete (search fields and view permission of the picked
+    model's admin), for a Send Test picker instead of a model field."""
+
+    def process_request(self, request):
+        name = request.GET.get("field_name", "")
+        model = SEND_TEST_PICKERS.get(name)
+        model_admin = self.admin_site._registry.get(model)
+        if model_admin is None or not model_admin.get_search_fields(request):
+            raise PermissionDenied
+        return request.GET.get("term", ""), model_admin, _Picker(model, name), "pk"
 
 
-class RecordIdsField(forms.CharField):
-    """Comma-separated ids picked with the admin's lookup popup."""
+class _PickerWidget(AutocompleteSelectMultiple):
+    def get_url(self) -> str:
+        return reverse("admin:massmail_massemail_send_test_autocomplete")
 
-    def __init__(self, model, admin_site, **kwargs) -> None:
-        self.model = model
-        widget = ManyToManyRawIdWidget(_RawIdRelation(model), admin_site)
-        super().__init__(required=False, widget=widget, **kwargs)
 
-    def clean(self, value):
-        # The raw id widget hands over a list of the comma-separated parts.
-        parts = value if isinstance(value, list | tuple) else str(value or "").split(",")
-        try:
-            ids = {int(part) for part in (str(p).strip() for p in parts) if part}
-        except ValueError:
-            raise ValidationError("Enter ids separated by commas.") from None
-        records = list(self.model._default_manager.filter(pk__in=ids))
-        missing = ids - {record.pk for record in records}
-        if missing:
-            raise ValidationError(f"No {self.model._meta.verbose_name} with id {sorted(missing)}.")
-        return records
+class RecordsField(forms.ModelMultipleChoiceField):
+    """Records picked by typing a name (select2, as the admin's autocomplete_fields)."""
+
+    def __init__(self, name: str, admin_site, **kwargs) -> None:
+        model = SEND_TEST_PICKERS[name]
+        widget = _PickerWidget(_Picker(model, name), admin_site)
+        super().__init__(model._default_manager.all(), required=False, widget=widget, **kwargs)
 
 
 class SendTestForm(forms.Form):
@@ -370,13 +398,8 @@ class SendTestForm(forms.Form):
 
     def __init__(self, *args, admin_site, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for name, model in [
-            ("users", get_user_model()),
-            ("contacts", Contact),
-            ("leads", Lead),
-            ("accounts", Account),
-        ]:
-            self.fields[name] = RecordIdsField(model, admin_site, label=name.capitalize())
+        for name in SEND_TEST_PICKERS:
+            self.fields[name] = RecordsField(name, admin_site, label=name.capitalize())
         self.order_fields(["users", "contacts", "leads", "accounts", "addresses"])
 
     def clean_addresses(self) -> list[str]:

@@ -15,11 +15,12 @@ from tests.fixtures.sending import make_queued_mass_email
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def log_in(browser_page) -> None:
-    make_user(username="boss", password="screens-pw", is_staff=True, is_superuser=True)
+def log_in(browser_page, username: str = "boss") -> None:
+    if username == "boss":
+        make_user(username="boss", password="screens-pw", is_staff=True, is_superuser=True)
     page = browser_page.page
     browser_page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "boss")
+    page.fill("#id_username", username)
     page.fill("#id_password", "screens-pw")
     page.locator('input[type="submit"]').click()
     page.locator("#site-name").wait_for()
@@ -70,3 +71,30 @@ def test_start_page_warnings_and_cancel_confirmation(browser_page, outbound_unli
     assert running.status == MassEmail.Status.CANCELED
     assert running.queue_items.filter(status=QueueItem.Status.CANCELED).count() == 3
     assert page.get_by_role("button", name="Cancel sending").count() == 0
+
+
+def test_send_test_picks_a_contact_by_typing_its_name(browser_page, smtp_settings, smtp_sink):
+    from django.contrib.auth.models import Group
+
+    from massmail.roles import MARKETERS
+    from tests.factories import make_contact
+
+    marketer = make_user(username="mark", password="screens-pw", is_staff=True)
+    marketer.groups.add(Group.objects.get(name=MARKETERS))
+    make_contact("grace@navy.example", first_name="Grace", last_name="Hopper")
+    make_contact("alan@example.org", first_name="Alan", last_name="Turing")
+    mass_email = make_mass_email()
+    page = browser_page.page
+    log_in(browser_page, "mark")
+
+    browser_page.goto(f"/admin/massmail/massemail/{mass_email.pk}/send-test/")
+    page.locator("#id_contacts + .select2 .select2-selection").click()
+    page.locator(".select2-container--open .select2-search__field").fill("hop")
+    option = page.locator(".select2-results__option", has_text="Hopper")
+    option.wait_for()
+    assert page.locator(".select2-results__option").count() == 1  # the search narrowed
+    option.click()
+    browser_page.screenshot("send-test-picked")
+    page.locator('input[type="submit"][value="Send test"]').click()
+    page.locator("ul.messagelist").first.wait_for()
+    assert sorted(smtp_sink.recipients()) == ["grace@navy.example", marketer.email]
