@@ -23,10 +23,39 @@ from massmail.presend import presend_warnings
 from massmail.preview import candidates, key_for_address, preview
 from massmail.queue import recipient_count
 from massmail.schedule import next_tick_at
-from massmail.sending import CAP_WINDOW, tick_allowance, tick_interval_minutes, used_in_window
+from massmail.sending import (
+    CAP_WINDOW,
+    HEARTBEAT_EVERY,
+    STALE_AFTER,
+    tick_allowance,
+    tick_interval_minutes,
+    used_in_window,
+)
 
 LAST_ERRORS = 10
 Status = QueueItem.Status
+
+
+# A working sender refreshes its claims every HEARTBEAT_EVERY: claims this much older
+# belong to a worker that died (or froze). They keep their share of the hourly cap until
+# reconcile_stale() frees them, STALE_AFTER after the claim.
+SILENT_AFTER = 3 * HEARTBEAT_EVERY
+
+
+@dataclass(frozen=True)
+class SilentClaims:
+    count: int
+    since: datetime  # the oldest claim
+    freed_at: datetime
+
+
+def silent_claims(mass_email: MassEmail, now: datetime) -> SilentClaims | None:
+    found = mass_email.queue_items.filter(
+        status=Status.SENDING, claimed_at__lt=now - SILENT_AFTER
+    ).aggregate(n=models.Count("id"), oldest=models.Min("claimed_at"))
+    if not found["n"]:
+        return None
+    return SilentClaims(found["n"], found["oldest"], found["oldest"] + STALE_AFTER)
 
 
 @dataclass
@@ -43,6 +72,7 @@ class Progress:
     # backoff, provider throttling); a new kind of hold is one more entry in holds_of().
     holds: list[tuple[str, int]] = field(default_factory=list)
     finish_at: datetime | None = None  # estimated, from the hourly cap and the queue
+    silent: SilentClaims | None = None  # "sending now" items nobody is sending
 
     @property
     def percent_done(self) -> int:
@@ -72,6 +102,8 @@ def progress_of(mass_email: MassEmail, now: datetime | None = None) -> Progress:
     )
     if progress.pending:
         progress.holds = holds_of(mass_email, now)
+    if progress.sending:
+        progress.silent = silent_claims(mass_email, now)
     if progress.next_portion_at is not None:
         progress.finish_at = estimated_finish(
             progress.pending + progress.sending, progress.next_portion_at

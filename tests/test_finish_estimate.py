@@ -1,5 +1,5 @@
-"""The mass email page's finish estimate (hourly cap, per-tick allowance, schedule) and
-its counts of pending items held back."""
+"""The mass email page's finish estimate (hourly cap, per-tick allowance, schedule), its
+counts of pending items held back, and claims a dead worker holds."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from massmail.dashboard import estimated_finish, progress_of
 from massmail.models import QueueItem
-from massmail.schedule import TASK, TASK_NAME
-from tests.fixtures.sending import make_queued_mass_email, set_outbound
+from tests.fixtures.sending import make_queued_mass_email, set_outbound, set_send_tick_every
 
 pytestmark = pytest.mark.django_db
 FIRST = timezone.now().replace(microsecond=0)
@@ -20,10 +18,7 @@ FIRST = timezone.now().replace(microsecond=0)
 
 @pytest.fixture(autouse=True)
 def every_ten_minutes(db):
-    ten, _ = IntervalSchedule.objects.get_or_create(every=10, period="minutes")
-    PeriodicTask.objects.update_or_create(
-        task=TASK, defaults={"name": TASK_NAME, "interval": ten, "enabled": True}
-    )
+    set_send_tick_every(10)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +53,18 @@ def test_the_page_shows_the_estimate_and_the_held_items(admin_client):
     html = admin_client.get(f"/admin/massmail/massemail/{mass_email.pk}/change/").content.decode()
     assert 'id="finish-estimate"' in html and "5 to go at the hourly cap" in html
     assert "1 pending waiting to retry after a temporary error." in html
+
+
+def test_claims_of_a_silent_worker_are_said_with_when_they_are_freed(admin_client):
+    mass_email = make_queued_mass_email(3)
+    now = timezone.now()
+    items = list(mass_email.queue_items.order_by("pk"))
+    for item, minutes in zip(items, [5, 4, 1], strict=True):
+        QueueItem.objects.filter(pk=item.pk).update(
+            status=QueueItem.Status.SENDING, claimed_at=now - timedelta(minutes=minutes)
+        )
+    silent = progress_of(mass_email).silent
+    assert silent.count == 2  # the claim a minute old may be a live worker's
+    assert silent.freed_at == now - timedelta(minutes=5) + timedelta(minutes=15)
+    html = admin_client.get(f"/admin/massmail/massemail/{mass_email.pk}/change/").content.decode()
+    assert 'id="silent-claims">2 messages counted as "sending now" were claimed' in html

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from massmail.models import MassEmail, QueueItem
 from tests.factories import make_mass_email, make_target_list, make_user
-from tests.fixtures.sending import make_queued_mass_email
+from tests.fixtures.sending import make_queued_mass_email, set_send_tick_every
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -27,6 +27,7 @@ def log_in(browser_page, username: str = "boss") -> None:
 
 
 def test_start_page_warnings_and_cancel_confirmation(browser_page, outbound_unlimited):
+    set_send_tick_every(10)
     running = make_queued_mass_email(4, name="Spring sale")
     QueueItem.objects.filter(pk=running.queue_items.order_by("pk").first().pk).update(
         status=QueueItem.Status.SENT, sent_at=timezone.now()

@@ -17,12 +17,12 @@ import pytest
 import time_machine
 from django.db import connection
 from django.urls import reverse
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from massmail.jobs import SEND_TICK
 from massmail.models import JobRun
-from massmail.schedule import TASK, TASK_NAME
+from massmail.schedule import TASK
 from tests.factories import make_mass_email
+from tests.fixtures.sending import set_send_tick_every
 from tests.services import require_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -81,10 +81,7 @@ def test_killed_workers_show_an_overdue_send_tick_and_a_new_worker_catches_up(
     admin_client, tmp_path
 ):
     require_postgres()
-    every_minute, _ = IntervalSchedule.objects.get_or_create(every=1, period="minutes")
-    PeriodicTask.objects.update_or_create(
-        task=TASK, defaults={"name": TASK_NAME, "interval": every_minute, "enabled": True}
-    )
+    set_send_tick_every(1)
     mass_email = make_mass_email()
     page_url = reverse("admin:massmail_massemail_change", args=[mass_email.pk])
     env, log = worker_env(tmp_path), tmp_path / "worker.log"
