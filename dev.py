@@ -66,8 +66,8 @@ def run() -> None:
         f"\nmassmail is running: http://127.0.0.1:{port}/admin/\n"
         "  administrator: admin / massmail-demo\n"
         "  marketer:      marketer / massmail-demo\n"
-        "Web server, Celery worker and Celery beat are up; sent messages land in "
-        "var/outbox/. Ctrl-C stops everything.\n",
+        "Web server, Celery worker and Celery beat are up; the demo mass email goes out "
+        "in a few seconds and sent messages land in var/outbox/. Ctrl-C stops everything.\n",
         flush=True,
     )
     try:

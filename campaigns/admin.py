@@ -14,6 +14,8 @@ from tracking.models import TrackingUrl
 class MassEmailInline(admin.TabularInline):
     model = MassEmail
     fields = ["name", "status", "start_at", "email_template"]
+    # Only the mass email's lifecycle actions move its status.
+    readonly_fields = ["status"]
     extra = 0
     show_change_link = True
     autocomplete_fields = ["email_template"]

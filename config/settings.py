@@ -80,7 +80,8 @@ if env_bool("BEHIND_PROXY"):
 
 # The public URL of this site, used in links inside messages when the outbound
 # settings do not name one.
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# In development it follows PORT, the port `python3 dev.py run` serves on.
+SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")
 # Opt-in: hits on tracked links and the open pixel commit asynchronously on
 # PostgreSQL (see tracking/hit_statement.py for the trade-off); unsubscribes never do.
 MASSMAIL_HITS_ASYNC_COMMIT = env_bool("MASSMAIL_HITS_ASYNC_COMMIT", False)
@@ -211,14 +212,21 @@ BOUNCE_TIME_BUDGET_SECONDS = float(env_str("BOUNCE_TIME_BUDGET_SECONDS", "10"))
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Kombu's default is "control" in the current directory.
+        "control_folder": str(_broker_dir / "control"),
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+    # Not prefork: without an event loop (this broker has none) prefork's children share
+    # one pipe under a semaphore that an idle child holds while it waits; a child killed
+    # by SIGKILL never releases it and every replacement hangs on it for good. Threads
+    # leave no lock behind: the worker lives or dies as one process.
+    CELERY_WORKER_POOL = "threads"
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY", 3600)}
 CELERY_TASK_IGNORE_RESULT = True

@@ -7,6 +7,8 @@ from bounces.webhooks import webhook_urls
 admin.site.site_header = "massmail"
 admin.site.site_title = "massmail"
 admin.site.index_title = "Email marketing"
+# The start page (massmail.start) above the app list.
+admin.site.index_template = "admin/massmail/start_index.html"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

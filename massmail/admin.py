@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import ManyToManyRawIdWidget
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
@@ -13,8 +14,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from massmail.dashboard import MassEmailDashboard, progress_of
+from massmail.dashboard import MassEmailDashboard, progress_of, unsent_count
 from massmail.models import MassEmail, OutboundSettings, QueueItem
+from massmail.presend import PAST_START_GRACE
 from massmail.send_test import SendTestResult, send_test
 from targets.models import Account, Contact, Lead, validate_address
 
@@ -70,8 +72,39 @@ class OutboundSettingsAdmin(admin.ModelAdmin):
         return False
 
 
+class MassEmailForm(forms.ModelForm):
+    """A start in the past sends at the next tick: said, and confirmed, before saving."""
+
+    start_passed_ok = forms.BooleanField(
+        label="Send although the start has passed",
+        required=False,
+        help_text="A start in the past means: at the next send tick.",
+    )
+
+    class Meta:
+        model = MassEmail
+        fields = "__all__"
+
+    def clean(self) -> dict:
+        data = super().clean()
+        start_at = data.get("start_at")
+        status = data.get("status", self.instance.status)
+        changed = self.instance.pk is None or "start_at" in self.changed_data
+        past = start_at is not None and start_at < timezone.now() - PAST_START_GRACE
+        if changed and past and status == MassEmail.Status.PENDING:
+            if not data.get("start_passed_ok"):
+                self.add_error(
+                    "start_at",
+                    f"{timezone.localtime(start_at):%Y-%m-%d %H:%M} is in the past: the mass "
+                    'email would go out at the next send tick. Tick "Send although the start '
+                    'has passed" to confirm, or choose a later start.',
+                )
+        return data
+
+
 @admin.register(MassEmail)
 class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
+    form = MassEmailForm
     list_display = ["name", "campaign", "status", "start_at", "email_template"]
     list_filter = ["status", "campaign"]
     list_select_related = ["campaign", "email_template"]
@@ -82,7 +115,19 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
     actions = ["send_test_action", "pause_action", "resume_action", "cancel_action"]
     change_form_template = "admin/massmail/massemail/change_form.html"
     fieldsets = [
-        (None, {"fields": ["campaign", "name", "status", "start_at", "email_template"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "campaign",
+                    "name",
+                    "status",
+                    "start_at",
+                    "start_passed_ok",
+                    "email_template",
+                ]
+            },
+        ),
         (
             "Sender",
             {
@@ -98,6 +143,19 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         ("Recipients", {"fields": ["target_lists", "excluding_target_lists", "opt_out_entirely"]}),
         ("Sending", {"fields": ["queue_built_at", "sending_progress"]}),
     ]
+
+    # A new mass email is a draft or pending; afterwards only the lifecycle actions
+    # (schedule, pause, resume, cancel) and the engine move its status.
+    NEW_STATUSES = (MassEmail.Status.DRAFT, MassEmail.Status.PENDING)
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields + ["status"] if obj is not None else fields
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "status":
+            kwargs["choices"] = [c for c in db_field.choices if c[0] in self.NEW_STATUSES]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
@@ -140,6 +198,7 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         buttons = []
         if mass_email is not None:
             buttons = [
+                ("schedule", "Schedule sending", mass_email.can_schedule()),
                 ("pause", "Pause", mass_email.can_pause()),
                 ("resume", "Resume", mass_email.can_resume()),
                 ("cancel", "Cancel sending", mass_email.can_cancel()),
@@ -155,6 +214,13 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
                 name="massmail_massemail_send_test",
             ),
             path(
+                "send-test/autocomplete/",
+                self.admin_site.admin_view(
+                    SendTestAutocomplete.as_view(admin_site=self.admin_site)
+                ),
+                name="massmail_massemail_send_test_autocomplete",
+            ),
+            path(
                 "<int:object_id>/sending/<str:verb>/",
                 self.admin_site.admin_view(self.status_view),
                 name="massmail_massemail_status",
@@ -162,19 +228,39 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    _VERBS = ("pause", "resume", "cancel")
+    _VERBS = ("schedule", "pause", "resume", "cancel")
 
     def status_view(self, request, object_id: int, verb: str):
-        """The Pause / Resume / Cancel buttons of the change page (POST only)."""
+        """The lifecycle buttons of the change page (POST only); Cancel asks first."""
         mass_email = get_object_or_404(MassEmail, pk=object_id)
-        if verb not in self._VERBS or request.method != "POST":
-            return HttpResponseRedirect(
-                reverse("admin:massmail_massemail_change", args=[object_id])
-            )
+        change_url = reverse("admin:massmail_massemail_change", args=[object_id])
+        if verb not in self._VERBS:
+            return HttpResponseRedirect(change_url)
         if not self.has_change_permission(request, mass_email):
             raise PermissionDenied
+        if verb == "cancel" and not (request.method == "POST" and request.POST.get("confirm")):
+            return self._confirm_cancel(request, [mass_email], change_url)
+        if request.method != "POST":
+            return HttpResponseRedirect(change_url)
         self._apply(request, [mass_email], verb)
-        return HttpResponseRedirect(reverse("admin:massmail_massemail_change", args=[object_id]))
+        return HttpResponseRedirect(change_url)
+
+    def _confirm_cancel(self, request, mass_emails, back_url: str, action: str = ""):
+        """The page between the Cancel button and the cancel: what will not be sent."""
+        rows = [(mass_email, unsent_count(mass_email)) for mass_email in mass_emails]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel sending?",
+            "opts": self.model._meta,
+            "rows": rows,
+            "unsent": sum(count for _, count in rows),
+            "back_url": back_url,
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/massmail/massemail/cancel_confirmation.html", context
+        )
 
     def _apply(self, request, mass_emails, verb: str) -> None:
         for mass_email in mass_emails:
@@ -196,8 +282,12 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         self._apply(request, queryset, "resume")
 
     @admin.action(description="Cancel (pending items are canceled)", permissions=["change"])
-    def cancel_action(self, request, queryset) -> None:
+    def cancel_action(self, request, queryset):
+        if not request.POST.get("confirm"):
+            back = reverse("admin:massmail_massemail_changelist")
+            return self._confirm_cancel(request, list(queryset), back, action="cancel_action")
         self._apply(request, queryset, "cancel")
+        return None
 
     @admin.action(description="Send test", permissions=["change"])
     def send_test_action(self, request, queryset):
@@ -245,38 +335,58 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
             self.message_user(request, "Nobody was chosen.", messages.WARNING)
 
 
-class _RawIdRelation:
-    """What the admin's raw id widget needs to know about the model it looks up."""
+# Send Test's pickers: field name -> the model whose records it picks.
+SEND_TEST_PICKERS = {
+    "users": get_user_model(),
+    "contacts": Contact,
+    "leads": Lead,
+    "accounts": Account,
+}
 
-    limit_choices_to: dict = {}
 
+class _Picker:
+    """What the admin's autocomplete widget and view read from a relation field: here a
+    picker of Send Test (mass email -> records of `model`), which no model field is."""
+
+    def __init__(self, model, name: str) -> None:
+        self.model = MassEmail  # the source: data-app-label / data-model-name
+        self.name = name
+        self.remote_field = _Remote(model)
+
+    def get_limit_choices_to(self) -> dict:
+        return {}
+
+
+class _Remote:
     def __init__(self, model) -> None:
         self.model = model
 
-    def get_related_field(self):
-        return self.model._meta.pk
+
+class SendTestAutocomplete(AutocompleteJsonView):
+    """The admin's own autocomplete (search fields and view permission of the picked
+    model's admin), for a Send Test picker instead of a model field."""
+
+    def process_request(self, request):
+        name = request.GET.get("field_name", "")
+        model = SEND_TEST_PICKERS.get(name)
+        model_admin = self.admin_site._registry.get(model)
+        if model_admin is None or not model_admin.get_search_fields(request):
+            raise PermissionDenied
+        return request.GET.get("term", ""), model_admin, _Picker(model, name), "pk"
 
 
-class RecordIdsField(forms.CharField):
-    """Comma-separated ids picked with the admin's lookup popup."""
+class _PickerWidget(AutocompleteSelectMultiple):
+    def get_url(self) -> str:
+        return reverse("admin:massmail_massemail_send_test_autocomplete")
 
-    def __init__(self, model, admin_site, **kwargs) -> None:
-        self.model = model
-        widget = ManyToManyRawIdWidget(_RawIdRelation(model), admin_site)
-        super().__init__(required=False, widget=widget, **kwargs)
 
-    def clean(self, value):
-        # The raw id widget hands over a list of the comma-separated parts.
-        parts = value if isinstance(value, list | tuple) else str(value or "").split(",")
-        try:
-            ids = {int(part) for part in (str(p).strip() for p in parts) if part}
-        except ValueError:
-            raise ValidationError("Enter ids separated by commas.") from None
-        records = list(self.model._default_manager.filter(pk__in=ids))
-        missing = ids - {record.pk for record in records}
-        if missing:
-            raise ValidationError(f"No {self.model._meta.verbose_name} with id {sorted(missing)}.")
-        return records
+class RecordsField(forms.ModelMultipleChoiceField):
+    """Records picked by typing a name (select2, as the admin's autocomplete_fields)."""
+
+    def __init__(self, name: str, admin_site, **kwargs) -> None:
+        model = SEND_TEST_PICKERS[name]
+        widget = _PickerWidget(_Picker(model, name), admin_site)
+        super().__init__(model._default_manager.all(), required=False, widget=widget, **kwargs)
 
 
 class SendTestForm(forms.Form):
@@ -288,13 +398,8 @@ class SendTestForm(forms.Form):
 
     def __init__(self, *args, admin_site, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for name, model in [
-            ("users", get_user_model()),
-            ("contacts", Contact),
-            ("leads", Lead),
-            ("accounts", Account),
-        ]:
-            self.fields[name] = RecordIdsField(model, admin_site, label=name.capitalize())
+        for name in SEND_TEST_PICKERS:
+            self.fields[name] = RecordsField(name, admin_site, label=name.capitalize())
         self.order_fields(["users", "contacts", "leads", "accounts", "addresses"])
 
     def clean_addresses(self) -> list[str]:

@@ -5,7 +5,7 @@ massmail.preview."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.contrib.admin.utils import unquote
@@ -16,15 +16,46 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
+from massmail.jobs import job_statuses
 from massmail.models import MassEmail, OutboundSettings, QueueItem
 from massmail.placeholders import CompositionError
 from massmail.presend import presend_warnings
 from massmail.preview import candidates, key_for_address, preview
+from massmail.queue import recipient_count
 from massmail.schedule import next_tick_at
-from massmail.sending import CAP_WINDOW, tick_interval_minutes, used_in_window
+from massmail.sending import (
+    CAP_WINDOW,
+    HEARTBEAT_EVERY,
+    STALE_AFTER,
+    tick_allowance,
+    tick_interval_minutes,
+    used_in_window,
+)
 
 LAST_ERRORS = 10
 Status = QueueItem.Status
+
+
+# A working sender refreshes its claims every HEARTBEAT_EVERY: claims this much older
+# belong to a worker that died (or froze). They keep their share of the hourly cap until
+# reconcile_stale() frees them, STALE_AFTER after the claim.
+SILENT_AFTER = 3 * HEARTBEAT_EVERY
+
+
+@dataclass(frozen=True)
+class SilentClaims:
+    count: int
+    since: datetime  # the oldest claim
+    freed_at: datetime
+
+
+def silent_claims(mass_email: MassEmail, now: datetime) -> SilentClaims | None:
+    found = mass_email.queue_items.filter(
+        status=Status.SENDING, claimed_at__lt=now - SILENT_AFTER
+    ).aggregate(n=models.Count("id"), oldest=models.Min("claimed_at"))
+    if not found["n"]:
+        return None
+    return SilentClaims(found["n"], found["oldest"], found["oldest"] + STALE_AFTER)
 
 
 @dataclass
@@ -37,6 +68,16 @@ class Progress:
     unknown: int
     canceled: int
     next_portion_at: datetime | None
+    # Pending items held back, as (label, count): what the engine records today (retry
+    # backoff, provider throttling); a new kind of hold is one more entry in holds_of().
+    holds: list[tuple[str, int]] = field(default_factory=list)
+    finish_at: datetime | None = None  # estimated, from the hourly cap and the queue
+    silent: SilentClaims | None = None  # "sending now" items nobody is sending
+
+    @property
+    def percent_done(self) -> int:
+        done = self.sent + self.failed + self.canceled
+        return round(100 * done / self.total) if self.total else 0
 
 
 def progress_of(mass_email: MassEmail, now: datetime | None = None) -> Progress:
@@ -49,7 +90,7 @@ def progress_of(mass_email: MassEmail, now: datetime | None = None) -> Progress:
         .values_list("status", "n")
     )
     waiting = counts.get(Status.PENDING, 0) and mass_email.status == MassEmail.Status.IN_PROCESS
-    return Progress(
+    progress = Progress(
         total=sum(counts.values()),
         sent=counts.get(Status.SENT, 0),
         failed=counts.get(Status.FAILED, 0),
@@ -59,6 +100,45 @@ def progress_of(mass_email: MassEmail, now: datetime | None = None) -> Progress:
         canceled=counts.get(Status.CANCELED, 0),
         next_portion_at=next_portion_at(now) if waiting else None,
     )
+    if progress.pending:
+        progress.holds = holds_of(mass_email, now)
+    if progress.sending:
+        progress.silent = silent_claims(mass_email, now)
+    if progress.next_portion_at is not None:
+        progress.finish_at = estimated_finish(
+            progress.pending + progress.sending, progress.next_portion_at
+        )
+    return progress
+
+
+def holds_of(mass_email: MassEmail, now: datetime) -> list[tuple[str, int]]:
+    """Pending items that will not go at the next tick, and why."""
+    pending = mass_email.queue_items.filter(status=Status.PENDING, is_test=False)
+    waiting = pending.filter(next_attempt_at__gt=now).count()
+    throttled = pending.filter(last_error__startswith="throttled:").count()
+    holds = [
+        ("waiting to retry after a temporary error", waiting),
+        ("put back after the provider throttled sending", throttled),
+    ]
+    return [(label, count) for label, count in holds if count]
+
+
+def estimated_finish(remaining: int, first_portion_at: datetime) -> datetime:
+    """About when the last of `remaining` messages goes, if this mass email has the cap to
+    itself: a portion at each tick (up to the per-tick allowance), at most the hourly cap
+    per 60 minutes."""
+    outbound = OutboundSettings.load()
+    cap = outbound.max_per_hour
+    per_tick = tick_allowance(outbound) or cap
+    interval = timedelta(minutes=tick_interval_minutes())
+    ticks_per_hour = max(1, CAP_WINDOW // interval)
+    if per_tick * ticks_per_hour <= cap:
+        # The per-tick allowance is the limit: one portion per tick.
+        return first_portion_at + (-(-remaining // per_tick) - 1) * interval
+    # The cap is the limit: a cap's worth per hour, the last one in portions.
+    full_hours = -(-remaining // cap) - 1
+    last = remaining - full_hours * cap
+    return first_portion_at + full_hours * CAP_WINDOW + (-(-last // per_tick) - 1) * interval
 
 
 def next_portion_at(now: datetime) -> datetime | None:
@@ -83,6 +163,16 @@ def next_portion_at(now: datetime) -> datetime | None:
     while tick_at < room_at:
         tick_at += interval
     return tick_at
+
+
+def unsent_count(mass_email: MassEmail) -> int:
+    """The messages a cancel now would leave unsent: its pending items, or everyone a
+    queue build would queue when the queue does not exist yet."""
+    if not mass_email.can_cancel():
+        return 0
+    if mass_email.queue_built_at is None:
+        return recipient_count(mass_email)
+    return mass_email.queue_items.filter(status=Status.PENDING, is_test=False).count()
 
 
 @dataclass(frozen=True)
@@ -148,6 +238,7 @@ class MassEmailDashboard:
             "progress_segments": progress_segments(progress),
             "last_errors": last_errors(mass_email),
             "presend_warnings": presend_warnings(mass_email),
+            "job_statuses": job_statuses(),
         }
 
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -65,6 +65,12 @@ class OutboundSettings(models.Model):
         ),
     )
     soft_bounce_window_days = models.PositiveIntegerField(default=30)
+    recently_mailed_days = models.PositiveIntegerField(
+        "warn about recipients mailed in the last (days)",
+        default=7,
+        help_text="The pre-send checks count recipients another mass email of the same "
+        "campaign sent to within this many days (0: no such check).",
+    )
     truncate_ip = models.BooleanField(
         "truncate IP addresses of hits",
         default=True,
@@ -162,6 +168,9 @@ class MassEmail(models.Model):
             if errors:
                 raise ValidationError({"email_template": errors})
 
+    def can_schedule(self) -> bool:
+        return self.status == self.Status.DRAFT
+
     def can_send_test(self) -> bool:
         return self.status != self.Status.CANCELED
 
@@ -175,6 +184,10 @@ class MassEmail(models.Model):
         return self.status in self.CANCELABLE
 
     # -- the lifecycle actions: each a conditional UPDATE, so two clicks act once
+
+    def schedule(self) -> bool:
+        """A draft becomes Pending: its queue is built when its start comes."""
+        return self._move(self.Status.PENDING, [self.Status.DRAFT])
 
     def pause(self) -> bool:
         """A paused mass email sends nothing and keeps its queue."""
@@ -313,3 +326,18 @@ class QueueItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email_address} ({self.get_status_display()})"
+
+
+class JobRun(models.Model):
+    """When a scheduled job last ran, written by the job itself, whatever the broker:
+    the pages warn when the send tick or the bounce poller is overdue."""
+
+    task = models.CharField(max_length=200, unique=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "job run"
+
+    def __str__(self) -> str:
+        return f"{self.task} at {self.started_at:%Y-%m-%d %H:%M}"

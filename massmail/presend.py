@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
 from massmail.composition import prepare
 from massmail.dkim import configured_signer
 from massmail.models import MassEmail, OutboundSettings
 from massmail.placeholders import OPT_OUT_KEYS, CompositionError, keys_in, validate_mass_email
+from massmail.queue import recently_mailed_count, recipient_count
+from massmail.schedule import next_tick_at
 
 WARNING = "warning"  # likely to hurt delivery, compliance or the message itself
 NOTICE = "notice"  # what the system will do for you; worth knowing, nothing to fix
 
 LOCAL_HOSTS = {"localhost", "localhost.localdomain", "0.0.0.0", ""}
+# A start this far in the past is worth a word (and a confirmation in the form);
+# "now, give or take the time it took to fill in the form" is not.
+PAST_START_GRACE = timedelta(minutes=10)
+# Statuses in which nothing more will be sent: their audience is history.
+FINISHED = (MassEmail.Status.COMPLETE, MassEmail.Status.FAILED, MassEmail.Status.CANCELED)
 
 
 @dataclass(frozen=True)
@@ -32,11 +41,13 @@ class PresendWarning:
 
 
 def presend_warnings(
-    mass_email: MassEmail, outbound: OutboundSettings | None = None
+    mass_email: MassEmail, outbound: OutboundSettings | None = None, now: datetime | None = None
 ) -> list[PresendWarning]:
     outbound = outbound or OutboundSettings.load()
     template_errors = validate_mass_email(mass_email)
     warnings = [
+        *audience_warnings(mass_email, outbound),
+        *start_warnings(mass_email, now or timezone.now()),
         *site_url_warnings(outbound.effective_site_url),
         *unsubscribe_warnings(mass_email, outbound),
         *text_part_warnings(mass_email),
@@ -46,6 +57,55 @@ def presend_warnings(
     if not template_errors:
         warnings += sender_domain_warnings(mass_email, outbound)
     return warnings
+
+
+def audience_warnings(mass_email: MassEmail, outbound: OutboundSettings) -> list[PresendWarning]:
+    """Nobody to send to, or recipients the campaign mailed only days ago."""
+    if mass_email.status in FINISHED:
+        return []
+    if mass_email.queue_built_at is None:
+        count = recipient_count(mass_email)
+        if not count:
+            return [
+                PresendWarning(
+                    "empty_queue",
+                    "Nobody will receive this mass email: its target lists have no member "
+                    "with a usable address (after excluded lists, opt-outs and invalid "
+                    "addresses). When it starts, it goes straight to Complete.",
+                )
+            ]
+    warnings = []
+    days = outbound.recently_mailed_days
+    if days:
+        since = timezone.now() - timedelta(days=days)
+        recent = recently_mailed_count(mass_email, since)
+        if recent:
+            warnings.append(
+                PresendWarning(
+                    "recently_mailed",
+                    f"{recent} recipient(s) received another mass email of this campaign "
+                    f"in the last {days} day(s).",
+                )
+            )
+    return warnings
+
+
+def start_warnings(mass_email: MassEmail, now: datetime) -> list[PresendWarning]:
+    """A Pending start in the past sends at the next tick, which may surprise."""
+    if mass_email.queue_built_at is not None or mass_email.status != MassEmail.Status.PENDING:
+        return []
+    if mass_email.start_at >= now - PAST_START_GRACE:
+        return []
+    tick_at = next_tick_at(now)
+    when = f"at about {timezone.localtime(tick_at):%H:%M}" if tick_at else "at the next send tick"
+    start = timezone.localtime(mass_email.start_at)
+    return [
+        PresendWarning(
+            "start_in_past",
+            f"The start date {start:%Y-%m-%d %H:%M} is in the past: sending begins {when}, "
+            "not at that date.",
+        )
+    ]
 
 
 def _is_local(host: str) -> bool:

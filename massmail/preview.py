@@ -15,13 +15,16 @@ from dataclasses import dataclass
 
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db.models import Exists, OuterRef, Subquery
+from django.db import connection
+from django.db.models import Exists, OuterRef
 
 from massmail.composition import Rendered, prepare
 from massmail.models import MassEmail, QueueItem
 from massmail.placeholders import OPEN_PIXEL_KEY, TRAP_KEY
+from massmail.queue import recipients_sql
 from massmail.recipients import context_for, recipient_contexts
 from targets.models import (
+    EmailAddress,
     RecordEmailAddress,
     TargetListMember,
     normalize_address,
@@ -64,22 +67,36 @@ def candidates(mass_email: MassEmail, limit: int = CANDIDATES) -> list[Recipient
     found = [Recipient(f"item:{item.pk}", f"{item.email_address} (queued)") for item in items]
     if found:
         return found
-    members = list(
-        _members(mass_email)
-        .filter(Exists(_primary_address(OuterRef("content_type"), OuterRef("object_id"))))
-        .annotate(address=Subquery(_primary_address_value()))
-        .select_related("content_type")
-        .prefetch_related("record")
-        .order_by("pk")[:limit]
-    )
     return [
         Recipient(
-            f"record:{member.content_type_id}:{member.object_id}",
-            f"{member.address} ({member.content_type.model} {member.record})",
+            f"record:{content_type.pk}:{record.pk}", f"{address} ({content_type.model} {record})"
         )
-        for member in members
-        if member.record is not None
+        for content_type, record, address in _would_receive(mass_email, limit)
     ]
+
+
+def _would_receive(mass_email: MassEmail, limit: int):
+    """The first recipients a queue build would queue now (the queue's own query): never an
+    excluded, opted-out or invalid address."""
+    recipients = recipients_sql(mass_email)
+    if recipients is None:
+        return []
+    sql, params = recipients
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT content_type_id, object_id, email_address_id FROM"
+            f" ({sql}) r ORDER BY type_order, list_order, object_id LIMIT %s",
+            [*params, limit],
+        )
+        rows = cursor.fetchall()
+    addresses = EmailAddress.objects.in_bulk([row[2] for row in rows])
+    found = []
+    for content_type_id, object_id, address_id in rows:
+        content_type = ContentType.objects.get_for_id(content_type_id)
+        record = content_type.model_class()._default_manager.filter(pk=object_id).first()
+        if record is not None:
+            found.append((content_type, record, addresses[address_id]))
+    return found
 
 
 def _members(mass_email: MassEmail):
@@ -90,11 +107,6 @@ def _primary_address(content_type, object_id, **filters):
     return RecordEmailAddress.objects.filter(
         content_type=content_type, object_id=object_id, primary=True, **filters
     )
-
-
-def _primary_address_value():
-    primary = _primary_address(OuterRef("content_type"), OuterRef("object_id"))
-    return primary.values("email_address__address")[:1]
 
 
 def key_for_address(mass_email: MassEmail, address: str) -> str | None:

@@ -80,25 +80,38 @@ def _list_ids(mass_email: MassEmail) -> tuple[list[int], list[int]]:
     return list_ids, excluding
 
 
-def _insert_queue_items(mass_email: MassEmail, now: datetime) -> int:
+def recipients_sql(mass_email: MassEmail) -> tuple[str, list[Any]] | None:
+    """The rows a queue build would insert now (content_type_id, object_id,
+    email_address_id, ...), one per address; None when the mass email has no lists.
+
+    What the pre-send checks count and the preview offers, so both speak of the
+    people who will really get the message.
+    """
     list_ids, excluding_ids = _list_ids(mass_email)
     if not list_ids:
-        return 0
+        return None
     candidates, params = _candidates_sql(mass_email, list_ids, excluding_ids)
     if connection.vendor == "postgresql":
-        uid = "gen_random_uuid()"
-        one_per_address = (
+        sql = (
             f"SELECT DISTINCT ON (email_address_id) * FROM ({candidates}) c"
             " ORDER BY email_address_id, type_order, list_order, object_id"
         )
     else:
-        # Django keeps UUIDField as char(32) hex on SQLite.
-        uid = "lower(hex(randomblob(16)))"
-        one_per_address = (
+        sql = (
             "SELECT * FROM (SELECT c.*, ROW_NUMBER() OVER (PARTITION BY email_address_id"
             f" ORDER BY type_order, list_order, object_id) AS rank FROM ({candidates}) c)"
             " WHERE rank = 1"
         )
+    return sql, params
+
+
+def _insert_queue_items(mass_email: MassEmail, now: datetime) -> int:
+    recipients = recipients_sql(mass_email)
+    if recipients is None:
+        return 0
+    one_per_address, params = recipients
+    # Django keeps UUIDField as char(32) hex on SQLite.
+    uid = "gen_random_uuid()" if connection.vendor == "postgresql" else "lower(hex(randomblob(16)))"
     table = QueueItem._meta.db_table
     sql = (
         f"INSERT INTO {table} (uid, mass_email_id, content_type_id, object_id,"
@@ -156,3 +169,46 @@ def _candidates_sql(
         f" WHERE {' AND '.join(where)}"
     )
     return sql, params
+
+
+def _count(sql: str, params: list[Any]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def recipient_count(mass_email: MassEmail) -> int:
+    """How many messages a queue build would queue now."""
+    recipients = recipients_sql(mass_email)
+    if recipients is None:
+        return 0
+    sql, params = recipients
+    return _count(f"SELECT COUNT(*) FROM ({sql}) r", params)
+
+
+def recently_mailed_count(mass_email: MassEmail, since: datetime) -> int:
+    """Of the addresses this mass email is still to send to, those another mass email of
+    its campaign sent to since `since`."""
+    mailed = (
+        QueueItem.objects.filter(
+            status=Status.SENT,
+            is_test=False,
+            sent_at__gte=since,
+            mass_email__campaign_id=mass_email.campaign_id,
+        )
+        .exclude(mass_email_id=mass_email.pk)
+        .values("email_address_id")
+    )
+    if mass_email.queue_built_at is not None:
+        return mass_email.queue_items.filter(
+            status=Status.PENDING, is_test=False, email_address_id__in=mailed
+        ).count()
+    recipients = recipients_sql(mass_email)
+    if recipients is None:
+        return 0
+    sql, params = recipients
+    mailed_sql, mailed_params = mailed.query.sql_with_params()
+    return _count(
+        f"SELECT COUNT(*) FROM ({sql}) r WHERE r.email_address_id IN ({mailed_sql})",
+        [*params, *mailed_params],
+    )

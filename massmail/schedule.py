@@ -11,9 +11,9 @@ TASK_NAME = "Send mass emails"
 TASK = "massmail.tasks.send_mass_emails"
 
 
-def _periodic_task():
+def _periodic_task(task: str = TASK):
     return (
-        PeriodicTask.objects.filter(task=TASK, enabled=True)
+        PeriodicTask.objects.filter(task=task, enabled=True)
         .select_related("interval", "crontab")
         .order_by("pk")
         .first()
@@ -22,7 +22,12 @@ def _periodic_task():
 
 def tick_interval() -> timedelta | None:
     """The interval between ticks (None when no enabled schedule or not an interval)."""
-    task = _periodic_task()
+    return interval_of(TASK)
+
+
+def interval_of(task_name: str) -> timedelta | None:
+    """The interval between runs of a scheduled job (None when it has no enabled schedule)."""
+    task = _periodic_task(task_name)
     if task is None:
         return None
     if task.interval is not None:

@@ -96,9 +96,10 @@ def make_mass_email(campaign: Campaign | None = None, target_lists=None, **overr
             **overrides,
         }
     )
-    mass_email.target_lists.set(
-        campaign.target_lists.all() if target_lists is None else target_lists
-    )
+    # One add per list: the through rows' order is the lists' order (the queue build's
+    # "first list wins"); set() adds them in the order of a Python set of ids.
+    for target_list in campaign.target_lists.all() if target_lists is None else target_lists:
+        mass_email.target_lists.add(target_list)
     return mass_email
 
 

@@ -71,7 +71,14 @@ def test_buttons_and_actions_in_the_admin(client, smtp_settings, smtp_sink, outb
     client.get(reverse("admin:massmail_massemail_status", args=[mass_email.pk, "cancel"]))
     mass_email.refresh_from_db()
     assert mass_email.status == MassEmail.Status.IN_PROCESS
+    # Cancel asks first (tests/test_no_unintended_send.py), then acts.
     client.post(reverse("admin:massmail_massemail_status", args=[mass_email.pk, "cancel"]))
+    mass_email.refresh_from_db()
+    assert mass_email.status == MassEmail.Status.IN_PROCESS
+    client.post(
+        reverse("admin:massmail_massemail_status", args=[mass_email.pk, "cancel"]),
+        {"confirm": "yes"},
+    )
     mass_email.refresh_from_db()
     assert mass_email.status == MassEmail.Status.CANCELED
 

@@ -7,7 +7,13 @@ from django.urls import reverse
 
 from campaigns.models import Campaign
 from massmail.presend import NOTICE, presend_warnings
-from tests.factories import make_campaign, make_mass_email, make_template
+from tests.factories import (
+    make_campaign,
+    make_contact,
+    make_mass_email,
+    make_target_list,
+    make_template,
+)
 from tests.fixtures.sending import set_outbound
 from tests.services import require_program
 
@@ -46,7 +52,9 @@ def sound(dkim_key):
         disable_mandatory_opt_out_link=False,
     )
     return make_mass_email(
-        make_campaign(type=Campaign.Type.NEWSLETTER), email_template=make_template(**SOUND_TEMPLATE)
+        make_campaign(type=Campaign.Type.NEWSLETTER),
+        target_lists=[make_target_list(make_contact())],
+        email_template=make_template(**SOUND_TEMPLATE),
     )
 
 

@@ -51,3 +51,15 @@ def test_seed_demo_is_idempotent_and_leaves_a_due_newsletter(capsys):
     )
     assert "admin / massmail-demo" in capsys.readouterr().out
     assert get_user_model().objects.get(username="admin").check_password("massmail-demo")
+
+
+def test_the_send_tick_is_due_when_beat_starts():
+    """Beat counts a job's first interval from its start; the demo's first send must not
+    wait for it (README: within a minute of `python3 dev.py run`)."""
+    from django_celery_beat.models import PeriodicTask
+
+    from massmail.schedule import TASK
+
+    call_command("seed_demo")
+    task = PeriodicTask.objects.get(task=TASK)
+    assert task.schedule.is_due(task.last_run_at).is_due

@@ -71,16 +71,15 @@ def test_the_admin_page_defaults_to_the_current_user(client, smtp_settings, smtp
     url = reverse("admin:massmail_massemail_send_test", args=[mass_email.pk])
     assert response["Location"] == url
     page = client.get(url).content.decode()
-    assert f'name="users" value="{admin.pk}"' in page
+    assert f'<option value="{admin.pk}" selected>boss</option>' in page
+    assert 'class="admin-autocomplete"' in page
     lead = make_lead("lead@example.com")
     other = make_user("other@example.com")
     response = client.post(
         url,
         {
-            "users": f"{admin.pk},{other.pk}",
-            "leads": str(lead.pk),
-            "contacts": "",
-            "accounts": "",
+            "users": [admin.pk, other.pk],
+            "leads": [lead.pk],
             "addresses": "typed@example.com\n\n",
         },
         follow=True,
@@ -101,5 +100,19 @@ def test_the_admin_page_rejects_bad_input_and_sends_nothing(client, smtp_setting
     response = client.post(url, {"users": "999999", "addresses": "not an address"})
     page = response.content.decode()
     assert response.status_code == 200
-    assert "with id [999999]" in page and "is not a valid email address" in page
+    assert "Select a valid choice. 999999 is not one of the available choices." in page
+    assert "is not a valid email address" in page
     assert smtp_sink.received == []
+
+
+def test_send_test_pickers_search_with_the_admins_autocomplete(client):
+    admin = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(admin)
+    lead = make_lead("grace@navy.example", first_name="Grace", last_name="Hopper")
+    make_lead("alan@example.org", first_name="Alan", last_name="Turing")
+    url = reverse("admin:massmail_massemail_send_test_autocomplete")
+    found = client.get(url, {"term": "hop", "field_name": "leads"}).json()
+    assert [result["id"] for result in found["results"]] == [str(lead.pk)]
+    users = client.get(url, {"term": "boss", "field_name": "users"}).json()
+    assert [result["text"] for result in users["results"]] == ["boss"]
+    assert client.get(url, {"term": "x", "field_name": "groups"}).status_code == 403

@@ -96,3 +96,12 @@ def test_outbox_backend_writes_one_eml_file_per_message(tmp_path, settings):
     EmailMessage("Hi", "Body", "a@example.com", ["b@example.com"], connection=connection).send()
     files = list(tmp_path.glob("*.eml"))
     assert len(files) == 1 and b"Subject: Hi" in files[0].read_bytes()
+
+
+def test_the_site_url_follows_port_in_development(tmp_path):
+    code = "from django.conf import settings as s; print(s.SITE_URL, s.CELERY_WORKER_POOL)"
+    result = run_settings({"MASSMAIL_VAR_DIR": str(tmp_path), "PORT": "8123"}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["http://127.0.0.1:8123", "threads"]
+    named = run_settings({"MASSMAIL_VAR_DIR": str(tmp_path), "SITE_URL": "https://x.example"}, code)
+    assert named.stdout.split()[0] == "https://x.example"
