@@ -75,7 +75,9 @@ def site_url_warnings(site_url: str) -> list[PresendWarning]:
             PresendWarning(
                 "site_url_not_https",
                 f"Links use {parts.scheme or 'no scheme'}://, not https://: mail clients flag "
-                "them and one-click unsubscribe (RFC 8058) requires HTTPS.",
+                "them, and one-click unsubscribe (RFC 8058) requires HTTPS, so messages go "
+                "out without the List-Unsubscribe-Post header (Gmail and Yahoo require it "
+                "from bulk senders).",
             )
         )
     return warnings
