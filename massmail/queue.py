@@ -80,25 +80,38 @@ def _list_ids(mass_email: MassEmail) -> tuple[list[int], list[int]]:
     return list_ids, excluding
 
 
-def _insert_queue_items(mass_email: MassEmail, now: datetime) -> int:
+def recipients_sql(mass_email: MassEmail) -> tuple[str, list[Any]] | None:
+    """The rows a queue build would insert now (content_type_id, object_id,
+    email_address_id, ...), one per address; None when the mass email has no lists.
+
+    What the pre-send checks count and the preview offers, so both speak of the
+    people who will really get the message.
+    """
     list_ids, excluding_ids = _list_ids(mass_email)
     if not list_ids:
-        return 0
+        return None
     candidates, params = _candidates_sql(mass_email, list_ids, excluding_ids)
     if connection.vendor == "postgresql":
-        uid = "gen_random_uuid()"
-        one_per_address = (
+        sql = (
             f"SELECT DISTINCT ON (email_address_id) * FROM ({candidates}) c"
             " ORDER BY email_address_id, type_order, list_order, object_id"
         )
     else:
-        # Django keeps UUIDField as char(32) hex on SQLite.
-        uid = "lower(hex(randomblob(16)))"
-        one_per_address = (
+        sql = (
             "SELECT * FROM (SELECT c.*, ROW_NUMBER() OVER (PARTITION BY email_address_id"
             f" ORDER BY type_order, list_order, object_id) AS rank FROM ({candidates}) c)"
             " WHERE rank = 1"
         )
+    return sql, params
+
+
+def _insert_queue_items(mass_email: MassEmail, now: datetime) -> int:
+    recipients = recipients_sql(mass_email)
+    if recipients is None:
+        return 0
+    one_per_address, params = recipients
+    # Django keeps UUIDField as char(32) hex on SQLite.
+    uid = "gen_random_uuid()" if connection.vendor == "postgresql" else "lower(hex(randomblob(16)))"
     table = QueueItem._meta.db_table
     sql = (
         f"INSERT INTO {table} (uid, mass_email_id, content_type_id, object_id,"

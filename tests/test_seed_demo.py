@@ -6,7 +6,11 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from campaigns.models import Campaign, EmailTemplate
+from massmail.composition import prepare
 from massmail.models import MassEmail
+from massmail.presend import presend_warnings
+from massmail.queue import build_queue
+from massmail.recipients import recipient_contexts
 from targets.models import Contact, EmailAddress, Lead, TargetList, TargetListMember
 from tracking.models import TrackingUrl
 
@@ -51,3 +55,17 @@ def test_seed_demo_is_idempotent_and_leaves_a_due_newsletter(capsys):
     )
     assert "admin / massmail-demo" in capsys.readouterr().out
     assert get_user_model().objects.get(username="admin").check_password("massmail-demo")
+
+
+def test_demo_accounts_get_the_fallbacks_not_empty_values():
+    call_command("seed_demo")
+    mass_email = MassEmail.objects.get()
+    assert [w for w in presend_warnings(mass_email) if w.code == "empty_value"] == []
+    build_queue(mass_email.pk)
+    items = list(mass_email.queue_items.filter(content_type__model="account"))
+    assert items
+    prepared = prepare(mass_email)
+    for item, context in recipient_contexts(items).items():
+        rendered = prepared.render(next(i for i in items if i.id == item), context)
+        assert rendered.subject == "Hello, our spring news"
+        assert "Hello there," in rendered.text
