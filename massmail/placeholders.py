@@ -414,8 +414,8 @@ _LINK_IN_ATTRIBUTE = re.compile(r"=\s*[\"']?\{optOutLink\}")
 def validate_template(template: EmailTemplate, campaign: Campaign | None = None) -> list[str]:
     """Errors for placeholders in the template that would not render; [] when fine.
 
-    With a campaign, {trackingUrl:<id>} must be one of its tracking URLs; without,
-    it must exist at all.
+    With a campaign, {trackingUrl:<id>} must be one of its tracking URLs or a shared
+    one; without, it must exist at all.
     """
     bodies = [template.body_html or "", template.body_text or ""]
     errors = template_errors(template.subject or "", bodies, resolver_for(bodies, campaign))
@@ -449,6 +449,8 @@ def resolver_for(bodies: list[str], campaign: Campaign | None, site_url: str = "
     existing = dict(TrackingUrl.objects.filter(pk__in=named).values_list("pk", "campaign_id"))
     if campaign is None:
         return Resolver(site_url, tracking_urls=existing)
-    allowed = [pk for pk, campaign_id in existing.items() if campaign_id == campaign.pk]
-    foreign = [pk for pk, campaign_id in existing.items() if campaign_id != campaign.pk]
+    # A shared tracking URL (no campaign) is every campaign's.
+    mine = (campaign.pk, None)
+    allowed = [pk for pk, campaign_id in existing.items() if campaign_id in mine]
+    foreign = [pk for pk, campaign_id in existing.items() if campaign_id not in mine]
     return Resolver(site_url, tracking_urls=allowed, foreign_tracking_urls=foreign)

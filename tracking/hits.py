@@ -208,7 +208,8 @@ def record_hit(
 ) -> Destination | None:
     """Keep the hit and its log entries; None when the item (or its link) does not exist.
 
-    A tracking URL of another campaign than the queue item's is "not found" too.
+    A tracking URL of another campaign than the queue item's is "not found" too;
+    a shared one (no campaign) is found from every campaign.
     """
     if kind == Hit.Kind.CLICK and tracking_url_id is None:
         raise ValueError("A click needs its tracking URL.")
@@ -352,9 +353,11 @@ def _record_portable(
         return None
     destination = Destination()
     if kind == Hit.Kind.CLICK:
-        url = TrackingUrl.objects.filter(
-            pk=tracking_url_id, campaign_id=item.mass_email.campaign_id
-        ).first()
+        url = (
+            TrackingUrl.objects.filter(pk=tracking_url_id)
+            .filter(Q(campaign_id=item.mass_email.campaign_id) | Q(campaign_id__isnull=True))
+            .first()
+        )
         if url is None:
             return None
         destination = Destination(url.url, url.action, url.message)
@@ -449,7 +452,8 @@ target AS (
     JOIN {item} q ON q.uid = v.uid
     JOIN {mass_email} m ON m.id = q.mass_email_id
     JOIN {address} e ON e.id = q.email_address_id
-    LEFT JOIN {url} t ON t.id = v.url_id AND t.campaign_id = m.campaign_id
+    LEFT JOIN {url} t ON t.id = v.url_id
+        AND (t.campaign_id = m.campaign_id OR t.campaign_id IS NULL)
     WHERE v.url_id IS NULL OR t.id IS NOT NULL
 ),
 recent AS (
