@@ -332,6 +332,41 @@ def _linked_getter(type_key: str, link: str, field: str | None) -> Getter:
     return get
 
 
+# -- what the template editor offers ---------------------------------------------------
+
+
+GENERAL_CODES = ("emailAddress", "today", "now", "currentYear", "optOutUrl", "optOutLink")
+
+
+def camel(name: str) -> str:
+    """first_name -> firstName: how templates name fields."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def picker_codes() -> list[tuple[str, list[str]]]:
+    """The placeholders a template may use, grouped for the editor's picker: the
+    general ones, Person (what every type has a value for), then each target type's
+    own fields."""
+    groups = [
+        ("General", [f"{{{key}}}" for key in GENERAL_CODES]),
+        (PERSON, [f"{{{PERSON}.{attribute}}}" for attribute in PERSON_BASICS]),
+    ]
+    for target_type in target_types():
+        model = target_type.model
+        readable = _readable_fields(model) - {"id"}
+        fields = ["emailAddress", *sorted(camel(f) for f in readable)]
+        fields += [
+            f"{camel(link)}.name" for link in sorted(_links(model)) if _has_name(model, link)
+        ]
+        groups.append((target_type.key, [f"{{{target_type.key}.{f}}}" for f in fields]))
+    return groups
+
+
+def _has_name(model: type[models.Model], link: str) -> bool:
+    return "name" in _readable_fields(_links(model)[link])
+
+
 # -- which recipients get an empty value ------------------------------------------------
 
 
@@ -439,7 +474,8 @@ def validate_mass_email(mass_email: MassEmail) -> list[str]:
 
 
 def resolver_for(bodies: list[str], campaign: Campaign | None, site_url: str = "") -> Resolver:
-    """A resolver that allows the campaign's tracking URLs (any existing one without)."""
+    """A resolver that allows the campaign's tracking URLs (any existing one without, or
+    with a campaign not saved yet: a template previewed on its own)."""
     named = {
         int(key.partition(":")[2])
         for body in bodies
@@ -447,7 +483,7 @@ def resolver_for(bodies: list[str], campaign: Campaign | None, site_url: str = "
         if key.startswith("trackingUrl:") and key.partition(":")[2].isdigit()
     }
     existing = dict(TrackingUrl.objects.filter(pk__in=named).values_list("pk", "campaign_id"))
-    if campaign is None:
+    if campaign is None or campaign.pk is None:
         return Resolver(site_url, tracking_urls=existing)
     # A shared tracking URL (no campaign) is every campaign's.
     mine = (campaign.pk, None)
