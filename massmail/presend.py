@@ -18,7 +18,7 @@ from django.db.models.expressions import RawSQL
 
 from massmail.composition import prepare
 from massmail.dkim import configured_signer
-from massmail.models import MassEmail, OutboundSettings
+from massmail.models import MassEmail, OutboundSettings, QueueItem
 from massmail.placeholders import (
     EVERY_RECORD,
     OPT_OUT_KEYS,
@@ -171,10 +171,13 @@ def empty_value_warnings(mass_email: MassEmail) -> list[PresendWarning]:
 def _recipients_by_type(mass_email: MassEmail) -> dict[TargetType, tuple[object, int]]:
     """Per target type: a subquery of the recipients' record ids, and how many there are.
 
-    The queue once it is built; before, the rows the queue build would insert now.
+    Once the queue is built, its items still to send; before, the rows the queue
+    build would insert now.
     """
     if mass_email.queue_built_at is not None:
-        items = mass_email.queue_items.filter(is_test=False, content_type__isnull=False)
+        items = mass_email.queue_items.filter(
+            status=QueueItem.Status.PENDING, is_test=False, content_type__isnull=False
+        )
         totals = items.values_list("content_type_id").annotate(n=Count("id")).order_by()
         ids = {ct: items.filter(content_type_id=ct).values("object_id") for ct, _ in totals}
     else:
