@@ -80,3 +80,14 @@ def test_a_url_of_another_campaign_is_still_not_found():
     own = TrackingUrl.objects.create(campaign=make_campaign(), name="Own", url="https://x.org/")
     assert Client().get(links.click_url("", item.uid, own.pk)).status_code == 404
     assert not Hit.objects.exists() and not CampaignLogRecord.objects.exists()
+
+
+def test_the_admin_adds_a_shared_url_and_lists_it_as_shared(admin_client):
+    response = admin_client.post(
+        "/admin/tracking/trackingurl/add/",
+        {"campaign": "", "name": "Shop", "url": "https://shop.example.com/", "action": "redirect"},
+    )
+    assert response.status_code == 302, response.content
+    assert TrackingUrl.objects.get().campaign is None
+    page = admin_client.get("/admin/tracking/trackingurl/").content.decode()
+    assert "Shared (every campaign)" in page
