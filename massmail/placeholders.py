@@ -252,7 +252,7 @@ class Resolver:
         if url_id in self.foreign_tracking_urls:
             raise PlaceholderError(
                 f"{{{key}}} is a tracking URL of another campaign; "
-                "use one of this mass email's campaign."
+                "use one of this mass email's campaign or a shared one."
             )
         if self.tracking_urls is not None and url_id not in self.tracking_urls:
             raise PlaceholderError(f"{{{key}}}: there is no tracking URL {url_id}.")
