@@ -65,7 +65,8 @@ def test_demo_accounts_get_the_fallbacks_not_empty_values():
     items = list(mass_email.queue_items.filter(content_type__model="account"))
     assert items
     prepared = prepare(mass_email)
-    for item, context in recipient_contexts(items).items():
-        rendered = prepared.render(next(i for i in items if i.id == item), context)
+    contexts = recipient_contexts(items)
+    for item in items:
+        rendered = prepared.render(item, contexts[item.id])
         assert rendered.subject == "Hello, our spring news"
         assert "Hello there," in rendered.text
