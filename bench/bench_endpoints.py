@@ -61,6 +61,7 @@ SERVER_ENV = {
     "MASSMAIL_ENV": "production",
     "SECRET_KEY": "bench-endpoints-not-a-secret-" + "x" * 40,
     "ALLOWED_HOSTS": "127.0.0.1",
+    "SECURE_SSL_REDIRECT": "0",  # plain http on the loopback
     "LOG_LEVEL": "WARNING",
 }
 os.environ.update(SERVER_ENV)

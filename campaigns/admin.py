@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
 from campaigns.forms import EmailTemplateForm
 from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate
 from campaigns.panels import CampaignPanels
 from massmail.models import MassEmail
+from massmail.placeholders import picker_codes
+from massmail.preview import sample_recipients, template_preview
 from tracking.models import TrackingUrl
 
 
@@ -63,9 +69,49 @@ class CampaignAdmin(CampaignPanels, admin.ModelAdmin):
 
 @admin.register(EmailTemplate)
 class EmailTemplateAdmin(admin.ModelAdmin):
+    """The template editor: a placeholder and tracking URL picker, and a preview for a
+    sample recipient that the page refreshes while the marketer types."""
+
     form = EmailTemplateForm
     list_display = ["name", "subject", "updated_at"]
     search_fields = ["name", "subject"]
+
+    def get_urls(self):
+        own = [
+            path(
+                "preview/",
+                self.admin_site.admin_view(require_POST(self.preview_view)),
+                name="campaigns_emailtemplate_preview",
+            )
+        ]
+        return own + super().get_urls()
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "placeholder_groups": picker_codes(),
+            "tracking_urls": TrackingUrl.objects.select_related("campaign").order_by(
+                "campaign__name", "name"
+            ),
+            "samples": sample_recipients(),
+            "template_preview_url": reverse("admin:campaigns_emailtemplate_preview"),
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """The draft in the form (not what is saved) as the sample recipient would get it."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        draft = EmailTemplate(
+            subject=request.POST.get("subject", ""),
+            body_html=request.POST.get("body_html", ""),
+            body_text=request.POST.get("body_text", ""),
+        )
+        try:
+            shown = template_preview(draft, request.POST.get("recipient", ""))
+        except ValidationError as invalid:
+            return JsonResponse({"subject": "", "html": "", "errors": invalid.messages}, status=400)
+        return JsonResponse({"subject": shown.subject, "html": shown.html, "errors": shown.errors})
 
 
 @admin.register(CampaignLogRecord)

@@ -285,7 +285,8 @@ class LinkClicks:
 
 
 def link_clicks(campaign: Campaign, *, with_hits: bool = True) -> list[LinkClicks]:
-    """The campaign's tracking URLs, most clicked first, unclicked ones included.
+    """The campaign's tracking URLs, most clicked first, unclicked ones included, and
+    the shared ones its messages were clicked on (with this campaign's clicks only).
 
     with_hits=False leaves out the figures read from the raw hits (None).
     """
@@ -297,7 +298,11 @@ def link_clicks(campaign: Campaign, *, with_hits: bool = True) -> list[LinkClick
         .order_by()
     )
     items = {row["tracking_url"]: row["items"] for row in per_url}
-    hits, people = _hits_per_url(campaign) if with_hits else (None, None)
+    tracking_urls = TrackingUrl.objects.filter(
+        Q(campaign=campaign) | Q(campaign__isnull=True, pk__in=list(items))
+    )
+    shared_ids = [url.pk for url in tracking_urls if url.campaign_id is None]
+    hits, people = _hits_per_url(campaign, shared_ids) if with_hits else (None, None)
     links = [
         LinkClicks(
             tracking_url_id=url.pk,
@@ -307,26 +312,38 @@ def link_clicks(campaign: Campaign, *, with_hits: bool = True) -> list[LinkClick
             hits=None if hits is None else hits.get(url.pk, 0),
             clicked_by_people=None if people is None else people.get(url.pk, 0),
         )
-        for url in TrackingUrl.objects.filter(campaign=campaign)
+        for url in tracking_urls
     ]
     return sorted(links, key=lambda link: (-link.clicked_items, link.name))
 
 
-def _hits_per_url(campaign: Campaign) -> tuple[dict | None, dict | None]:
+def _hits_per_url(campaign: Campaign, shared_ids: list[int]) -> tuple[dict | None, dict | None]:
     Hit = hit_model()
     if Hit is None:
         return None, None
-    rows = (
+    own = (
         Hit.objects.filter(kind="click", tracking_url__campaign=campaign)
         # Test sends are few: leaving them out beats joining every queue item.
         .exclude(queue_item__in=_campaign_items(campaign, is_test=True))
-        .values("tracking_url")
+    )
+    # A shared URL's hits come from every campaign: only this one's items count.
+    shared = Hit.objects.filter(
+        kind="click",
+        tracking_url_id__in=shared_ids,
+        queue_item__in=_campaign_items(campaign, is_test=False),
+    )
+    rows = [*_per_url(own), *(_per_url(shared) if shared_ids else [])]
+    hits = {row["tracking_url"]: row["hits"] for row in rows}
+    people = {row["tracking_url"]: row["people"] for row in rows}
+    return hits, people
+
+
+def _per_url(hits: QuerySet) -> QuerySet:
+    return (
+        hits.values("tracking_url")
         .annotate(
             hits=Count("pk"),
             people=Count("queue_item", distinct=True, filter=Q(is_machine=False)),
         )
         .order_by()
     )
-    hits = {row["tracking_url"]: row["hits"] for row in rows}
-    people = {row["tracking_url"]: row["people"] for row in rows}
-    return hits, people

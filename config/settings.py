@@ -2,7 +2,8 @@
 
 Development needs nothing but Python: an SQLite file, a filesystem Celery broker
 and an outbox of .eml files, all under var/. Production (MASSMAIL_ENV=production)
-refuses to start without a real SECRET_KEY.
+refuses to start without a real SECRET_KEY, and turns on HTTPS redirects, secure
+cookies and (when SECURE_HSTS_SECONDS is set) HSTS.
 """
 
 import base64
@@ -44,17 +45,38 @@ PRODUCTION = MASSMAIL_ENV == "production"
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 
 
+# What Django's security.W009 accepts: long, varied, not a generated development key.
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+
+
 def _secret_key() -> str:
     key = env_str("SECRET_KEY")
+    if PRODUCTION:
+        _refuse_weak_secret_key(key)
     if key:
         return key
-    if PRODUCTION:
-        raise ImproperlyConfigured("SECRET_KEY must be set when MASSMAIL_ENV=production.")
     # Development: generate once and keep it, so signed links survive restarts.
     path = VAR_DIR / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
     return path.read_text().strip()
+
+
+def _refuse_weak_secret_key(key: str) -> None:
+    """Everything signed (links in every message, sessions) is as strong as this key."""
+    if not key:
+        raise ImproperlyConfigured("SECRET_KEY must be set when MASSMAIL_ENV=production.")
+    if (
+        len(key) < SECRET_KEY_MIN_LENGTH
+        or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or key.startswith("django-insecure-")
+    ):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too weak for production: it needs at least {SECRET_KEY_MIN_LENGTH} "
+            f"characters, {SECRET_KEY_MIN_UNIQUE_CHARACTERS} of them different. Make one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
 
 
 SECRET_KEY = _secret_key()
@@ -262,3 +284,9 @@ LOGGING = {
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    # Behind a proxy that terminates TLS, BEHIND_PROXY=1 is what tells https apart.
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # HSTS is remembered by browsers for this long, so it is the operator's choice.
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")

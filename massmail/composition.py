@@ -199,6 +199,9 @@ class PreparedMessage:
         informational = campaign.is_informational
         self.mandatory_opt_out = not informational and not outbound.disable_mandatory_opt_out_link
         self.list_unsubscribe = self.mandatory_opt_out
+        # RFC 8058: one-click unsubscribe is for HTTPS URIs only; over http the
+        # header would invite a POST that a receiver must not make.
+        self.one_click = self.list_unsubscribe and self.site_url.startswith("https://")
         self.open_tracking = outbound.open_tracking and not informational
         self._senders(mass_email, outbound)
         self._bodies(mass_email.email_template)
@@ -273,7 +276,7 @@ class PreparedMessage:
             readable["Reply-To"] = reply_readable
         list_id = outbound.list_id or self._default_list_id(campaign)
         tail = []
-        if self.list_unsubscribe:
+        if self.one_click:
             tail.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         tail.append(unstructured("List-Id", list_id).rstrip(CRLF))
         tail.append("Precedence: bulk")

@@ -3,7 +3,11 @@
 Configured by the DKIM_PRIVATE_KEY_PATH (PEM RSA key, PKCS#1 or PKCS#8),
 DKIM_SELECTOR and DKIM_DOMAIN settings; all three set turns signing on for every
 message the composer renders. The signed headers include List-Unsubscribe and
-List-Unsubscribe-Post, as RFC 8058 requires for one-click unsubscribe.
+List-Unsubscribe-Post, as RFC 8058 requires for one-click unsubscribe. The ones a
+forwarder could add a second copy of to change what the recipient sees or what
+an unsubscribe does (From, Subject, the two List-Unsubscribe headers) are
+over-signed (RFC 6376 8.15): named once more than they occur, so a copy added
+above the signed one breaks the signature instead of being shown.
 
 Why not `dkim.sign()` from dkimpy: its pure-Python RSA and regex body
 canonicalisation cost 10-15 ms per 40 KB message on this machine, which caps a
@@ -41,6 +45,8 @@ SIGNED_HEADERS = (
     "MIME-Version",
     "Content-Type",
 )
+# Over-signed: the extra name in h= stands for "no further instance of this header".
+OVER_SIGNED = frozenset({"From", "Subject", "List-Unsubscribe", "List-Unsubscribe-Post"})
 _WSP = re.compile(rb"[ \t]+")
 
 
@@ -64,9 +70,11 @@ class DkimSigner:
         body_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
         fields = _header_fields(head)
         names = [name for name in headers if name.lower() in fields]
+        # A name listed with no instance left is hashed as nothing (RFC 6376 5.4.2).
+        extra = [name for name in names if name in OVER_SIGNED]
         tags = (
             f"v=1; a=rsa-sha256; c=relaxed/simple; d={self.domain}; s={self.selector};\r\n"
-            f" t={int(time.time())}; h={':'.join(names).lower()};\r\n"
+            f" t={int(time.time())}; h={':'.join(names + extra).lower()};\r\n"
             f" bh={body_hash}; b="
         )
         signed = b"".join(_relaxed(fields[name.lower()]) + b"\r\n" for name in names)

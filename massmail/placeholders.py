@@ -14,11 +14,15 @@ Keys a marketer writes:
   {Contact.account.name}   a field of a record one foreign key away
   {emailAddress} {queueItemId} {today} {now} {currentYear}
   {optOutUrl} {optOutLink} {trackingUrl:<id>}   body only
+  {Person.firstName|there}   a field with a fallback: "there" when the recipient's
+      value is empty or its type has no such field (`{Person.firstName|}` says
+      that empty is fine); the fallback is plain text, HTML entities allowed
 Keys starting with "@" are inserted by the composer itself (open pixel, hidden link).
 """
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +30,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from targets.registry import TargetType, target_type_by_key, target_types
@@ -39,10 +45,13 @@ if TYPE_CHECKING:
     from massmail.recipients import RecipientContext
 
 # What the segmenter treats as a placeholder. CSS such as `a{color:red}` or
-# `{ margin: 0 }` never matches: names are bare identifiers joined by dots.
+# `{ margin: 0 }` never matches: names are bare identifiers joined by dots, then
+# perhaps "|" and a fallback text on the same line.
 PLACEHOLDER_RE = re.compile(
-    r"\{(@?[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*|trackingUrl:[^{}\s]*)\}"
+    r"\{(@?[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*(?:\|[^{}|\r\n]*)?"
+    r"|trackingUrl:[^{}\s]*)\}"
 )
+FALLBACK = "|"
 
 OPT_OUT_KEYS = frozenset({"optOutUrl", "optOutLink"})
 BODY_ONLY_KEYS = frozenset({"optOutUrl", "optOutLink", "queueItemId"})
@@ -76,6 +85,16 @@ def split(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def keys_in(text: str) -> list[str]:
     return PLACEHOLDER_RE.findall(text)
+
+
+def without_fallback(key: str) -> str:
+    """Person.firstName|there -> Person.firstName"""
+    return key.partition(FALLBACK)[0]
+
+
+def takes_fallback(name: str) -> bool:
+    """Only a recipient's fields can be empty; links and dates never are."""
+    return "." in name and not name.startswith("@")
 
 
 def display(value: object) -> str:
@@ -177,6 +196,19 @@ class Resolver:
         return None
 
     def getter(self, key: str, *, in_subject: bool = False) -> Getter:
+        name, bar, fallback = key.partition(FALLBACK)
+        if not bar:
+            return self._getter(key, in_subject=in_subject)
+        if not takes_fallback(name):
+            raise PlaceholderError(
+                f"{{{key}}}: only a recipient's fields take a fallback, "
+                "as in {Person.firstName|there}."
+            )
+        value = self._getter(name, in_subject=in_subject)
+        text = html.unescape(fallback)
+        return lambda item, context: value(item, context) or text
+
+    def _getter(self, key: str, *, in_subject: bool) -> Getter:
         if in_subject and (key in BODY_ONLY_KEYS or key.startswith("trackingUrl:")):
             raise PlaceholderError(f"{{{key}}} can only be used in the body, not the subject.")
         if key.startswith("trackingUrl:"):
@@ -220,7 +252,7 @@ class Resolver:
         if url_id in self.foreign_tracking_urls:
             raise PlaceholderError(
                 f"{{{key}}} is a tracking URL of another campaign; "
-                "use one of this mass email's campaign."
+                "use one of this mass email's campaign or a shared one."
             )
         if self.tracking_urls is not None and url_id not in self.tracking_urls:
             raise PlaceholderError(f"{{{key}}}: there is no tracking URL {url_id}.")
@@ -300,6 +332,95 @@ def _linked_getter(type_key: str, link: str, field: str | None) -> Getter:
     return get
 
 
+# -- what the template editor offers ---------------------------------------------------
+
+
+GENERAL_CODES = ("emailAddress", "today", "now", "currentYear", "optOutUrl", "optOutLink")
+
+
+def camel(name: str) -> str:
+    """first_name -> firstName: how templates name fields."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def picker_codes() -> list[tuple[str, list[str]]]:
+    """The placeholders a template may use, grouped for the editor's picker: the
+    general ones, Person (what every type has a value for), then each target type's
+    own fields."""
+    groups = [
+        ("General", [f"{{{key}}}" for key in GENERAL_CODES]),
+        (PERSON, [f"{{{PERSON}.{attribute}}}" for attribute in PERSON_BASICS]),
+    ]
+    for target_type in target_types():
+        model = target_type.model
+        readable = _readable_fields(model) - {"id"}
+        fields = ["emailAddress", *sorted(camel(f) for f in readable)]
+        fields += [
+            f"{camel(link)}.name" for link in sorted(_links(model)) if _has_name(model, link)
+        ]
+        groups.append((target_type.key, [f"{{{target_type.key}.{f}}}" for f in fields]))
+    return groups
+
+
+def _has_name(model: type[models.Model], link: str) -> bool:
+    return "name" in _readable_fields(_links(model)[link])
+
+
+# -- which recipients get an empty value ------------------------------------------------
+
+
+def empty_condition(key: str, target_type: TargetType) -> Q | None:
+    """The records of `target_type` for which a valid key renders as "" (None: never).
+
+    Mirrors the getters above as a filter, so that the pre-send check counts
+    recipients in SQL. A key with a fallback is never empty.
+    """
+    name, bar, _ = key.partition(FALLBACK)
+    if bar or not takes_fallback(name):
+        return None
+    head, _, path = name.partition(".")
+    model = target_type.model
+    if path == "emailAddress":
+        return None if head in (PERSON, target_type.key) else EVERY_RECORD
+    if head == PERSON:
+        return _person_empty(model, target_type.is_person, path)
+    if head != target_type.key:
+        return EVERY_RECORD
+    first, _, second = path.partition(".")
+    if not second:
+        return _blank(model, snake(first))
+    link = snake(first)
+    related = _links(model)[link]
+    return Q(**{f"{link}__isnull": True}) | _blank(related, snake(second), prefix=f"{link}__")
+
+
+# Matches every row: the value is empty whatever the record holds.
+EVERY_RECORD = Q(pk__isnull=False)
+
+
+def _person_empty(model: type[models.Model], is_person: bool, attribute: str) -> Q:
+    if not is_person:
+        # A company's name stands for name and lastName; it has no other person field.
+        return _blank(model, "name") if attribute in ("name", "lastName") else EVERY_RECORD
+    if attribute == "name":
+        return _blank(model, "first_name") & _blank(model, "last_name")
+    return _blank(model, snake(attribute))
+
+
+def _blank(model: type[models.Model], field_name: str, prefix: str = "") -> Q:
+    try:
+        field = model._meta.get_field(field_name)
+    except FieldDoesNotExist:
+        if field_name == "name" and isinstance(getattr(model, "name", None), property):
+            return _blank(model, "first_name", prefix) & _blank(model, "last_name", prefix)
+        return EVERY_RECORD
+    empty = Q(**{f"{prefix}{field_name}__isnull": True})
+    if isinstance(field, models.CharField | models.TextField):
+        empty |= Q(**{f"{prefix}{field_name}": ""})
+    return empty
+
+
 # -- checking a template ----------------------------------------------------------------
 
 
@@ -328,8 +449,8 @@ _LINK_IN_ATTRIBUTE = re.compile(r"=\s*[\"']?\{optOutLink\}")
 def validate_template(template: EmailTemplate, campaign: Campaign | None = None) -> list[str]:
     """Errors for placeholders in the template that would not render; [] when fine.
 
-    With a campaign, {trackingUrl:<id>} must be one of its tracking URLs; without,
-    it must exist at all.
+    With a campaign, {trackingUrl:<id>} must be one of its tracking URLs or a shared
+    one; without, it must exist at all.
     """
     bodies = [template.body_html or "", template.body_text or ""]
     errors = template_errors(template.subject or "", bodies, resolver_for(bodies, campaign))
@@ -353,7 +474,8 @@ def validate_mass_email(mass_email: MassEmail) -> list[str]:
 
 
 def resolver_for(bodies: list[str], campaign: Campaign | None, site_url: str = "") -> Resolver:
-    """A resolver that allows the campaign's tracking URLs (any existing one without)."""
+    """A resolver that allows the campaign's tracking URLs (any existing one without, or
+    with a campaign not saved yet: a template previewed on its own)."""
     named = {
         int(key.partition(":")[2])
         for body in bodies
@@ -361,8 +483,10 @@ def resolver_for(bodies: list[str], campaign: Campaign | None, site_url: str = "
         if key.startswith("trackingUrl:") and key.partition(":")[2].isdigit()
     }
     existing = dict(TrackingUrl.objects.filter(pk__in=named).values_list("pk", "campaign_id"))
-    if campaign is None:
+    if campaign is None or campaign.pk is None:
         return Resolver(site_url, tracking_urls=existing)
-    allowed = [pk for pk, campaign_id in existing.items() if campaign_id == campaign.pk]
-    foreign = [pk for pk, campaign_id in existing.items() if campaign_id != campaign.pk]
+    # A shared tracking URL (no campaign) is every campaign's.
+    mine = (campaign.pk, None)
+    allowed = [pk for pk, campaign_id in existing.items() if campaign_id in mine]
+    foreign = [pk for pk, campaign_id in existing.items() if campaign_id not in mine]
     return Resolver(site_url, tracking_urls=allowed, foreign_tracking_urls=foreign)

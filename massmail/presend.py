@@ -13,14 +13,26 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.db.models import Count
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from massmail.composition import prepare
 from massmail.dkim import configured_signer
-from massmail.models import MassEmail, OutboundSettings
-from massmail.placeholders import OPT_OUT_KEYS, CompositionError, keys_in, validate_mass_email
-from massmail.queue import recently_mailed_count, recipient_count
+from massmail.models import MassEmail, OutboundSettings, QueueItem
+from massmail.placeholders import (
+    EVERY_RECORD,
+    OPT_OUT_KEYS,
+    CompositionError,
+    empty_condition,
+    keys_in,
+    validate_mass_email,
+    without_fallback,
+)
+from massmail.queue import recently_mailed_count, recipient_count, recipients_sql
 from massmail.schedule import next_tick_at
+from targets.registry import TargetType, target_type_for
 
 WARNING = "warning"  # likely to hurt delivery, compliance or the message itself
 NOTICE = "notice"  # what the system will do for you; worth knowing, nothing to fix
@@ -55,6 +67,7 @@ def presend_warnings(
         *dkim_warnings(),
     ]
     if not template_errors:
+        warnings += empty_value_warnings(mass_email)
         warnings += sender_domain_warnings(mass_email, outbound)
     return warnings
 
@@ -135,7 +148,9 @@ def site_url_warnings(site_url: str) -> list[PresendWarning]:
             PresendWarning(
                 "site_url_not_https",
                 f"Links use {parts.scheme or 'no scheme'}://, not https://: mail clients flag "
-                "them and one-click unsubscribe (RFC 8058) requires HTTPS.",
+                "them, and one-click unsubscribe (RFC 8058) requires HTTPS, so messages go "
+                "out without the List-Unsubscribe-Post header (Gmail and Yahoo require it "
+                "from bulk senders).",
             )
         )
     return warnings
@@ -183,6 +198,84 @@ def unsubscribe_warnings(mass_email: MassEmail, outbound: OutboundSettings) -> l
             )
         ]
     return []
+
+
+def empty_value_warnings(mass_email: MassEmail) -> list[PresendWarning]:
+    """Placeholders that some recipients would get as nothing ("Hello ,"), with counts."""
+    template = mass_email.email_template
+    keys = {
+        key: None
+        for text in (template.subject, template.body_html, template.body_text)
+        for key in keys_in(text or "")
+    }
+    recipients = _recipients_by_type(mass_email)
+    warnings = []
+    for key in keys:
+        empty = sum(
+            _count_empty(key, target_type, ids, total)
+            for target_type, (ids, total) in recipients.items()
+        )
+        if empty:
+            name = without_fallback(key)
+            warnings.append(
+                PresendWarning(
+                    "empty_value",
+                    f"{{{key}}} is empty for {empty} recipient(s): they get nothing in its "
+                    f"place. Give it a fallback, as in {{{name}|there}}.",
+                )
+            )
+    return warnings
+
+
+def _recipients_by_type(mass_email: MassEmail) -> dict[TargetType, tuple[object, int]]:
+    """Per target type: a subquery of the recipients' record ids, and how many there are.
+
+    Once the queue is built, its items still to send; before, the rows the queue
+    build would insert now.
+    """
+    if mass_email.queue_built_at is not None:
+        items = mass_email.queue_items.filter(
+            status=QueueItem.Status.PENDING, is_test=False, content_type__isnull=False
+        )
+        totals = items.values_list("content_type_id").annotate(n=Count("id")).order_by()
+        ids = {ct: items.filter(content_type_id=ct).values("object_id") for ct, _ in totals}
+    else:
+        found = recipients_sql(mass_email)
+        if found is None:
+            return {}
+        sql, params = found
+        totals = _grouped_counts(sql, params)
+        ids = {
+            ct: RawSQL(
+                f"SELECT r.object_id FROM ({sql}) r WHERE r.content_type_id = %s", [*params, ct]
+            )
+            for ct, _ in totals
+        }
+    by_type = {}
+    for content_type_id, total in totals:
+        target_type = target_type_for(content_type_id)
+        if target_type is not None:
+            by_type[target_type] = (ids[content_type_id], total)
+    return by_type
+
+
+def _grouped_counts(sql: str, params: list) -> list[tuple[int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.content_type_id, COUNT(*) FROM ({sql}) r GROUP BY r.content_type_id",
+            params,
+        )
+        return cursor.fetchall()
+
+
+def _count_empty(key: str, target_type: TargetType, ids: object, total: int) -> int:
+    condition = empty_condition(key, target_type)
+    if condition is None:
+        return 0
+    records = target_type.model._default_manager.filter(pk__in=ids)
+    if condition is EVERY_RECORD:
+        return total
+    return records.filter(condition).count()
 
 
 def text_part_warnings(mass_email: MassEmail) -> list[PresendWarning]:

@@ -39,6 +39,7 @@ def dkim_settings(settings, tmp_path, key_pair):
     settings.DKIM_PRIVATE_KEY_PATH = str(path)
     settings.DKIM_SELECTOR = "mm2026"
     settings.DKIM_DOMAIN = "example.com"
+    settings.SITE_URL = "https://news.example.com"  # one-click headers need https
     massmail_dkim._signer.cache_clear()
     yield settings
     massmail_dkim._signer.cache_clear()
@@ -98,6 +99,32 @@ def test_tampering_breaks_the_signature(dkim_settings, key_pair, tamper):
     tampered = tamper(rendered.raw)
     assert tampered != rendered.raw
     assert not dkim.verify(tampered, dnsfunc=dns_for(key_pair[1]))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "added",
+    [
+        b"From: Bank <security@bank.example>",
+        b"Subject: Your account is locked",
+        b"List-Unsubscribe: <https://evil.example/u>",
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+    ],
+)
+def test_a_second_copy_of_an_over_signed_header_breaks_the_signature(
+    dkim_settings, key_pair, added
+):
+    """A forwarder adding its own From (or Subject, unsubscribe target) above ours: the
+    reader shows the added one, so the signature must not vouch for it (RFC 6376 8.15)."""
+    raw = render_signed().raw
+    assert dkim.verify(raw, dnsfunc=dns_for(key_pair[1]))
+    assert not dkim.verify(added + b"\r\n" + raw, dnsfunc=dns_for(key_pair[1]))
+
+
+@pytest.mark.django_db
+def test_a_header_that_is_not_over_signed_may_be_added(dkim_settings, key_pair):
+    raw = render_signed().raw
+    assert dkim.verify(b"Received: from relay.example\r\n" + raw, dnsfunc=dns_for(key_pair[1]))
 
 
 @pytest.mark.django_db

@@ -25,7 +25,8 @@ def render(mass_email, record=None, address=None):
     return item, rendered, parse(rendered.raw)
 
 
-def test_every_header_of_a_newsletter():
+def test_every_header_of_a_newsletter(settings):
+    settings.SITE_URL = "https://news.example.com"
     campaign = make_campaign(name="Spring News", type=Campaign.Type.NEWSLETTER)
     mass_email = make_mass_email(campaign, reply_to_address="help@example.com")
     contact = make_contact(first_name="Ada", last_name="Lovelace", email="ada@example.org")
@@ -38,7 +39,7 @@ def test_every_header_of_a_newsletter():
     assert parsedate_to_datetime(message["Date"]).tzinfo is not None
     assert re.fullmatch(rf"<q-{item.uid}\.[0-9a-f]+@example\.com>", message["Message-ID"])
     assert rendered.message_id == message["Message-ID"].strip("<>")
-    assert re.fullmatch(r"<http\S+/u/[^>\s]+/>", message["List-Unsubscribe"])
+    assert re.fullmatch(r"<https://news\.example\.com/u/[^>\s]+/>", message["List-Unsubscribe"])
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["List-Id"] == f"Spring News <campaign-{campaign.pk}.example.com>"
     assert message["Precedence"] == "bulk"
@@ -67,6 +68,16 @@ def test_informational_has_no_list_unsubscribe_but_auto_submitted():
     assert "List-Unsubscribe" not in message
     assert "List-Unsubscribe-Post" not in message
     assert message["Auto-Submitted"] == "auto-generated"
+
+
+@pytest.mark.parametrize("site_url", ["http://news.example.com", "http://127.0.0.1:8000"])
+def test_no_one_click_header_over_http(settings, site_url):
+    """RFC 8058 3.1: the List-Unsubscribe URI of a one-click unsubscribe must be https."""
+    settings.SITE_URL = site_url
+    _, rendered, message = render(make_mass_email())
+    assert message["List-Unsubscribe"].startswith(f"<{site_url}/u/")
+    assert "List-Unsubscribe-Post" not in message
+    assert "List-Unsubscribe-Post" not in rendered.headers
 
 
 def test_list_unsubscribe_dropped_when_opt_out_link_disabled():

@@ -65,7 +65,7 @@ def test_tracking_url_of_another_campaign_is_an_error_on_save():
     errors = clean_errors(mass_email)
     assert errors == [
         f"{other.code} is a tracking URL of another campaign; "
-        "use one of this mass email's campaign."
+        "use one of this mass email's campaign or a shared one."
     ]
 
 

@@ -176,4 +176,5 @@ def test_the_mass_email_page_shows_the_checks(admin_client, sound):
     html = page.content.decode()
     assert 'id="presend-checks"' in html
     assert 'data-check="site_url_local"' in html and 'data-check="site_url_not_https"' in html
+    assert "go out without the List-Unsubscribe-Post header" in html
     assert reverse("admin:massmail_massemail_preview", args=[sound.pk]) in html

@@ -6,7 +6,11 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from campaigns.models import Campaign, EmailTemplate
+from massmail.composition import prepare
 from massmail.models import MassEmail
+from massmail.presend import presend_warnings
+from massmail.queue import build_queue
+from massmail.recipients import recipient_contexts
 from targets.models import Contact, EmailAddress, Lead, TargetList, TargetListMember
 from tracking.models import TrackingUrl
 
@@ -63,3 +67,18 @@ def test_the_send_tick_is_due_when_beat_starts():
     call_command("seed_demo")
     task = PeriodicTask.objects.get(task=TASK)
     assert task.schedule.is_due(task.last_run_at).is_due
+
+
+def test_demo_accounts_get_the_fallbacks_not_empty_values():
+    call_command("seed_demo")
+    mass_email = MassEmail.objects.get()
+    assert [w for w in presend_warnings(mass_email) if w.code == "empty_value"] == []
+    build_queue(mass_email.pk)
+    items = list(mass_email.queue_items.filter(content_type__model="account"))
+    assert items
+    prepared = prepare(mass_email)
+    contexts = recipient_contexts(items)
+    for item in items:
+        rendered = prepared.render(item, contexts[item.id])
+        assert rendered.subject == "Hello, our spring news"
+        assert "Hello there," in rendered.text

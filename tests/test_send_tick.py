@@ -12,6 +12,7 @@ from campaigns.models import CampaignLogRecord
 from massmail.models import MassEmail, QueueItem
 from massmail.sending import tick
 from targets.models import Contact, EmailAddress
+from tests.factories import make_contact, make_mass_email, make_target_list
 from tests.fixtures.sending import make_queued_mass_email, set_outbound
 from tests.services import require_postgres
 
@@ -42,6 +43,21 @@ def test_the_management_command_runs_a_tick(smtp_settings, smtp_sink, outbound_u
     call_command("send_mass_emails")
     assert "sent 2" in capsys.readouterr().out
     assert len(smtp_sink.received) == 2
+
+
+def test_the_command_prints_the_warnings_of_a_mass_email_it_starts(
+    smtp_settings, smtp_sink, outbound_unlimited, capsys
+):
+    set_outbound(site_url="http://news.example.com")
+    contact = make_contact("ada@example.org")
+    mass_email = make_mass_email(target_lists=[make_target_list(contact)], name="Spring")
+    call_command("send_mass_emails")
+    err = capsys.readouterr().err
+    assert f'warning: mass email {mass_email.pk} "Spring": Links use http://' in err
+    assert "without the List-Unsubscribe-Post header" in err
+    assert len(smtp_sink.received) == 1
+    call_command("send_mass_emails")  # said once, when it started
+    assert capsys.readouterr().err == ""
 
 
 def test_items_are_rechecked_at_send_time(smtp_settings, smtp_sink, outbound_unlimited):

@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 def _unsubscribe_link(received) -> str:
     message = received.message()
     header = re.fullmatch(r"<([^>]+)>", message["List-Unsubscribe"]).group(1)
-    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # The live server is http: no one-click POST is offered then (RFC 8058 needs https).
+    assert "List-Unsubscribe-Post" not in message
     html = message.get_body(preferencelist=("html",)).get_content()
     assert f'href="{header}"' in html, "the body's unsubscribe link is the header's URL"
     return header

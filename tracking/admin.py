@@ -8,12 +8,16 @@ from tracking.models import TEXT_FIELDS, Hit, TrackingUrl, UnsubscribePageText
 class TrackingUrlAdmin(admin.ModelAdmin):
     # Typed without a scheme, an address means https (Django 6's default, said now).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = ["name", "campaign", "action", "url", "code"]
+    list_display = ["name", "used_by", "action", "url", "code"]
     list_filter = ["action", "campaign"]
     list_select_related = ["campaign"]
     search_fields = ["name", "url"]
     readonly_fields = ["code"]
     autocomplete_fields = ["campaign"]
+
+    @admin.display(description="Campaign", ordering="campaign__name")
+    def used_by(self, obj) -> str:
+        return str(obj.campaign) if obj.campaign_id else "Shared (every campaign)"
 
     @admin.display(description="Code to paste into a template")
     def code(self, obj) -> str:

@@ -76,7 +76,8 @@ target AS (
     JOIN {item} q ON q.uid = v.uid
     JOIN {mass_email} m ON m.id = q.mass_email_id
     JOIN {address} e ON e.id = q.email_address_id
-    LEFT JOIN {url} t ON t.id = v.url_id AND t.campaign_id = m.campaign_id
+    LEFT JOIN {url} t ON t.id = v.url_id
+        AND (t.campaign_id = m.campaign_id OR t.campaign_id IS NULL)
     WHERE v.url_id IS NULL OR t.id IS NOT NULL
 ),
 recent AS (

@@ -18,6 +18,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Q
 
 from campaigns.models import CampaignLogRecord
 from massmail.models import OutboundSettings, QueueItem
@@ -31,7 +32,8 @@ def record_hit(
 ) -> Destination | None:
     """Keep the hit and its log entries; None when the item (or its link) does not exist.
 
-    A tracking URL of another campaign than the queue item's is "not found" too.
+    A tracking URL of another campaign than the queue item's is "not found" too;
+    a shared one (no campaign) is found from every campaign.
     """
     if kind == Hit.Kind.CLICK and tracking_url_id is None:
         raise ValueError("A click needs its tracking URL.")
@@ -61,9 +63,11 @@ def _record_portable(
         return None
     destination = Destination()
     if kind == Hit.Kind.CLICK:
-        url = TrackingUrl.objects.filter(
-            pk=tracking_url_id, campaign_id=item.mass_email.campaign_id
-        ).first()
+        url = (
+            TrackingUrl.objects.filter(pk=tracking_url_id)
+            .filter(Q(campaign_id=item.mass_email.campaign_id) | Q(campaign_id__isnull=True))
+            .first()
+        )
         if url is None:
             return None
         destination = Destination(url.url, url.action, url.message)

@@ -1,4 +1,4 @@
-"""Tracking URLs of a campaign; hits on links and the open pixel are recorded here too."""
+"""Tracking URLs (of one campaign, or shared by all); hits on links and the open pixel."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ class TrackingUrl(models.Model):
         REDIRECT = "redirect", "Redirect"
         SHOW_MESSAGE = "show_message", "Show Message"
 
+    # Blank: shared, usable in the templates of every campaign (a footer link, the
+    # shop). A campaign's own URL is usable in that campaign's messages only.
     campaign = models.ForeignKey(
-        "campaigns.Campaign", on_delete=models.CASCADE, related_name="tracking_urls"
+        "campaigns.Campaign",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="tracking_urls",
+        help_text="Leave blank to share the URL with every campaign's templates.",
     )
     name = models.CharField(max_length=200)
     url = models.URLField(max_length=2000, blank=True)

@@ -42,7 +42,8 @@ LEADS = [
     ("Linus", "Torvalds", "linus@kernel.example", "Linux Foundation"),
 ]
 
-TEMPLATE_HTML = """<h1>Hello {Person.firstName},</h1>
+# Accounts are on the demo lists too: they have no first name, hence the fallbacks.
+TEMPLATE_HTML = """<h1>Hello {Person.firstName|there},</h1>
 <p>Spring is here, and so is our newsletter for {currentYear}.</p>
 <p>Read about <a href="{trackingUrl:%(link)s}">our spring offers</a>.</p>
 <p>Kind regards,<br>The Example team</p>
@@ -91,7 +92,7 @@ class Command(BaseCommand):
         template, _ = EmailTemplate.objects.get_or_create(
             name="Spring newsletter",
             defaults={
-                "subject": "{Person.firstName}, our spring news",
+                "subject": "{Person.firstName|Hello}, our spring news",
                 "body_html": TEMPLATE_HTML % {"link": link.pk},
             },
         )
