@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "massmail",
     "tracking",
     "bounces",
+    "subscriptions",
 ]
 
 MIDDLEWARE = [
