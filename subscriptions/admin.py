@@ -94,10 +94,11 @@ class EmailAddressWithConsentAdmin(EmailAddressAdmin):
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
+        name = "targets_emailaddress_"
         return [
-            path("<int:pk>/personal-data.json", wrap(self.export_json), name="emailaddress_json"),
-            path("<int:pk>/consent.csv", wrap(self.export_csv), name="emailaddress_csv"),
-            path("<int:pk>/erase/", wrap(self.erase_view), name="emailaddress_erase"),
+            path("<int:pk>/personal-data.json", wrap(self.export_json), name=f"{name}json"),
+            path("<int:pk>/consent.csv", wrap(self.export_csv), name=f"{name}csv"),
+            path("<int:pk>/erase/", wrap(self.erase_view), name=f"{name}erase"),
             *super().get_urls(),
         ]
 

@@ -218,3 +218,16 @@ def _forget_admin_history(obj) -> None:
     LogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk)
     ).delete()
+
+
+def record_unsubscribe(
+    address: str, visit: Visit, lists: Iterable[TargetList], *, entirely: bool, again: bool = False
+) -> ConsentRecord:
+    """The consent record of an opt-out (or of its undoing) on the unsubscribe page."""
+    if entirely:
+        what = "all marketing email"
+    else:
+        what = "the lists named"
+    action = ConsentRecord.Action.RE_SUBSCRIPTION if again else ConsentRecord.Action.OPT_OUT
+    text = f"{'Subscribed again to' if again else 'Unsubscribed from'} {what}."
+    return record_consent(action, address, visit, text=text, lists=lists)

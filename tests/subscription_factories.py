@@ -33,15 +33,15 @@ def make_form(*target_lists, **overrides) -> SubscriptionForm:
 def post_form(
     client: Client, form: SubscriptionForm, *, ip: str = "203.0.113.7", wait: float = 10, **data
 ):
-    """Submit as a person would: the token made `wait` seconds before the POST."""
+    """Submit as a person would: the token made `wait` seconds before the POST.
+
+    Keys starting with HTTP_ are request headers, the rest form fields.
+    """
+    headers = {"HTTP_USER_AGENT": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"}
+    headers.update({k: data.pop(k) for k in list(data) if k.startswith("HTTP_")})
     fields = {"token": form_token(form, now=time.time() - wait), "first_name": "Ann"}
-    fields.update(last_name="Example", **data)
-    return client.post(
-        f"/subscribe/{form.key}/",
-        fields,
-        REMOTE_ADDR=ip,
-        HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
-    )
+    fields.update({"last_name": "Example", **data})
+    return client.post(f"/subscribe/{form.key}/", fields, REMOTE_ADDR=ip, **headers)
 
 
 def confirm_link(body: str) -> str:

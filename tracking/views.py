@@ -21,6 +21,8 @@ from django.utils.translation import get_language
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
+from subscriptions.consent import Visit as ConsentVisit
+from subscriptions.consent import record_unsubscribe
 from targets.models import EmailAddress
 from tracking import links
 from tracking.hits import Visit, record_hit
@@ -94,16 +96,17 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     if uid is None:
         raise Http404
     if request.method == "POST" and request.POST.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE:
-        return _one_click(uid)
+        return _one_click(request, uid)
     return _unsubscribe_page(request, uid)
 
 
-def _one_click(uid: uuid.UUID) -> HttpResponse:
+def _one_click(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
     """RFC 8058: act on the POST and answer 200, no redirect; repeating changes nothing."""
     subscription = find_subscription(uid)
     if subscription is None:
         raise Http404
-    apply_unsubscribe(subscription)
+    if apply_unsubscribe(subscription):
+        _record(request, subscription)
     return no_cache(HttpResponse("Unsubscribed.\n", content_type="text/plain; charset=utf-8"))
 
 
@@ -128,12 +131,25 @@ def _unsubscribe_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
 def _apply_choice(request: HttpRequest, subscription: Subscription) -> str:
     choice = request.POST.get("action")
     if choice == "unsubscribe":
-        apply_unsubscribe(subscription)
+        if apply_unsubscribe(subscription):
+            _record(request, subscription)
         return "unsubscribed"
     if choice == "subscribe":
-        subscribe_again(subscription)
+        if subscribe_again(subscription):
+            _record(request, subscription, again=True)
         return "subscribed"
     raise Http404
+
+
+def _record(request: HttpRequest, subscription: Subscription, *, again: bool = False) -> None:
+    """The person's consent record: every opt-out and its undoing, with who and when."""
+    record_unsubscribe(
+        subscription.address.address,
+        ConsentVisit.from_request(request),
+        subscription.target_lists,
+        entirely=subscription.entirely,
+        again=again,
+    )
 
 
 def _render_page(request: HttpRequest, context: dict) -> HttpResponse:
@@ -157,7 +173,11 @@ def address_unsubscribe(request: HttpRequest, address: str, signature: str) -> H
         choice = request.POST.get("action")
         if choice not in ("unsubscribe", "subscribe"):
             raise Http404
+        before = EmailAddress.objects.filter(address=email, opt_out=True).exists()
         set_address_opt_out(email, choice == "unsubscribe")
+        if before != (choice == "unsubscribe"):
+            visit = ConsentVisit.from_request(request)
+            record_unsubscribe(email, visit, [], entirely=True, again=choice == "subscribe")
         done = "unsubscribed" if choice == "unsubscribe" else "subscribed"
         return HttpResponseRedirect(f"{request.path}?done={done}", status=303)
     opted_out = EmailAddress.objects.filter(address=email, opt_out=True).exists()
