@@ -264,6 +264,11 @@ class TargetListQuerySet(models.QuerySet):
 class TargetList(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
+    is_topic = models.BooleanField(
+        "a topic on the preference centre",
+        default=False,
+        help_text="Members see this list on the unsubscribe page and may leave or rejoin it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TargetListQuerySet.as_manager()

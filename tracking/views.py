@@ -31,6 +31,7 @@ from tracking.unsubscribe import (
     Subscription,
     find_subscription,
     set_address_opt_out,
+    set_topics,
     subscribe_again,
 )
 from tracking.unsubscribe import (
@@ -119,11 +120,14 @@ def _unsubscribe_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
         done = _apply_choice(request, subscription)
         return HttpResponseRedirect(f"{request.path}?done={done}", status=303)
     record_hit(Hit.Kind.UNSUBSCRIBE_PAGE, uid, Visit.from_request(request))
+    topics = subscription.topics()
     context = {
         "address": subscription.address.address,
         "entirely": subscription.entirely,
         "target_lists": subscription.target_lists,
         "unsubscribed": subscription.is_unsubscribed(),
+        # The preference centre, when there is a choice to make beyond this message's list.
+        "topics": topics if len(topics) > 1 else [],
     }
     return _render_page(request, context)
 
@@ -138,6 +142,20 @@ def _apply_choice(request: HttpRequest, subscription: Subscription) -> str:
         if subscribe_again(subscription):
             _record(request, subscription, again=True)
         return "subscribed"
+    if choice in ("topics", "leave_all"):
+        keep = {int(pk) for pk in request.POST.getlist("keep") if pk.isdigit()}
+        choices = set_topics(subscription, keep if choice == "topics" else set())
+        visit = ConsentVisit.from_request(request)
+        address = subscription.address.address
+        if choices.left:
+            record_unsubscribe(address, visit, choices.left, entirely=False)
+        if choices.rejoined:
+            record_unsubscribe(address, visit, choices.rejoined, entirely=False, again=True)
+        if choice == "leave_all":
+            if apply_unsubscribe(subscription):
+                _record(request, subscription)
+            return "unsubscribed"
+        return "saved"
     raise Http404
 
 
@@ -156,7 +174,7 @@ def _render_page(request: HttpRequest, context: dict) -> HttpResponse:
     done = request.GET.get("done")
     context = {
         **context,
-        "done": done if done in ("unsubscribed", "subscribed") else "",
+        "done": done if done in ("unsubscribed", "subscribed", "saved") else "",
         "texts": UnsubscribePageText.for_language(get_language() or ""),
     }
     return no_cache(render(request, "tracking/unsubscribe.html", context))
