@@ -50,11 +50,13 @@ def advance(now: datetime | None = None) -> AdvanceResult:
         campaign__status__in=[Campaign.Status.INACTIVE, Campaign.Status.COMPLETE]
     )
     for sequence in sequences:
-        steps = list(sequence.steps.order_by("position"))
-        if not steps:
-            continue
         with transaction.atomic():
             Sequence.objects.select_for_update().filter(pk=sequence.pk).first()
+            # Read under the lock: a run that waited for it sees the step mass emails
+            # the run before made.
+            steps = list(sequence.steps.select_related("mass_email").order_by("position"))
+            if not steps:
+                continue
             result.enrolled += enrol(sequence, steps[0])
             around = zip([None, *steps[:-1]], steps, [*steps[1:], None], strict=True)
             for previous, step, following in around:
