@@ -116,9 +116,7 @@ def queue_due_step(
     result: AdvanceResult,
 ) -> None:
     mass_email = step_mass_email(step)
-    due = Enrolment.objects.filter(
-        next_step=step, stopped_at__isnull=True, delay_from_at__lte=now - step.delay
-    )
+    due = due_enrolments(step, now)
     result.stopped += _stop_ineligible(due, step.sequence, now)
     condition, params = _condition_sql(step, previous)
     skipped = _count_due(step, now, f"NOT ({condition})", params) if condition else 0
@@ -141,7 +139,14 @@ def queue_due_step(
         )
 
 
-def _still_member(sequence: Sequence) -> QuerySet:
+def due_enrolments(step: SequenceStep, now: datetime) -> QuerySet:
+    """Who the step is due for: one range of the enrolment_waiting index."""
+    return Enrolment.objects.filter(
+        next_step=step, stopped_at__isnull=True, delay_from_at__lte=now - step.delay
+    )
+
+
+def still_member(sequence: Sequence) -> QuerySet:
     """The outer row's record is in the sequence's list and has not left it."""
     return TargetListMember.objects.filter(
         target_list_id=sequence.target_list_id,
@@ -151,18 +156,23 @@ def _still_member(sequence: Sequence) -> QuerySet:
     )
 
 
-def _stop_ineligible(due, sequence: Sequence, now: datetime) -> int:
-    """Who left the list, or whose primary address may not be mailed, stops here."""
-    member = _still_member(sequence)
-    mailable = RecordEmailAddress.objects.filter(
+def mailable() -> QuerySet:
+    """The outer row's record has a primary address that may be mailed."""
+    return RecordEmailAddress.objects.filter(
         content_type_id=OuterRef("content_type_id"),
         object_id=OuterRef("object_id"),
         primary=True,
         email_address__opt_out=False,
         email_address__invalid=False,
     )
-    stopped = due.exclude(Exists(member)).update(stopped_at=now, stop_reason=LEFT_THE_LIST)
-    return stopped + due.exclude(Exists(mailable)).update(stopped_at=now, stop_reason=NOT_MAILABLE)
+
+
+def _stop_ineligible(due, sequence: Sequence, now: datetime) -> int:
+    """Who left the list, or whose primary address may not be mailed, stops here."""
+    left = due.exclude(Exists(still_member(sequence)))
+    stopped = left.update(stopped_at=now, stop_reason=LEFT_THE_LIST)
+    unmailable = due.exclude(Exists(mailable()))
+    return stopped + unmailable.update(stopped_at=now, stop_reason=NOT_MAILABLE)
 
 
 _CONDITION_HITS = {
@@ -239,7 +249,7 @@ def cancel_left() -> int:
                 status=QueueItem.Status.PENDING,
                 is_test=False,
             )
-            .exclude(Exists(_still_member(sequence)))
+            .exclude(Exists(still_member(sequence)))
             .update(status=QueueItem.Status.CANCELED, last_error=LEFT_THE_LIST)
         )
     return canceled
