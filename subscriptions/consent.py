@@ -86,15 +86,18 @@ def record_consent(
 CONSENT_COLUMNS = ["at", "action", "ip", "user_agent", "form", "target_lists", "text"]
 
 
-def _records(email: EmailAddress | None) -> list[Contact | Lead]:
+def _records(email: EmailAddress | None, *, primary_only: bool = False) -> list[Contact | Lead]:
+    """The contacts and leads using the address (as their primary one only, if asked)."""
     if email is None:
         return []
     found = []
     for model in (Contact, Lead):
-        ids = RecordEmailAddress.objects.filter(
+        links = RecordEmailAddress.objects.filter(
             email_address=email, content_type=ContentType.objects.get_for_model(model)
-        ).values("object_id")
-        found += list(model.objects.filter(pk__in=ids))
+        )
+        if primary_only:
+            links = links.filter(primary=True)
+        found += list(model.objects.filter(pk__in=links.values("object_id")))
     return found
 
 
@@ -183,10 +186,15 @@ def _members_of(records: list[Contact | Lead]) -> Q:
 
 @transaction.atomic
 def erase(address: str) -> Suppression:
-    """Remove the person's data everywhere; only the address's hash stays, as a suppression."""
+    """Remove the person's data everywhere; only the address's hash stays, as a suppression.
+
+    Contacts and leads whose primary address it is are deleted with their
+    memberships and log; other records using it as a further address keep the rest.
+    """
     address = normalize_address(address)
     email = EmailAddress.objects.filter(address=address).first()
-    records = _records(email)
+    # A record with another primary address is someone else's: it only loses this one.
+    records = _records(email, primary_only=True)
     if records:
         TargetListMember.objects.filter(_members_of(records)).delete()
         CampaignLogRecord.objects.filter(_members_of(records)).delete()

@@ -115,3 +115,13 @@ def test_an_erased_address_comes_back_opted_out_until_the_person_confirms(client
     client.post(confirm_path(mail.outbox[-1].alternatives[0][0]))
     assert not EmailAddress.objects.get().opt_out, "her own confirmed sign-up lifts it"
     assert not Suppression.objects.exists()
+
+
+def test_someone_elses_record_using_the_address_as_a_further_one_only_loses_it():
+    bob = make_contact(email="bob@example.org", others=["ann@example.com"], last_name="Keepme")
+    ann = make_contact(email="ann@example.com", last_name="Zwickyquux")
+    erase("ann@example.com")
+    bob.refresh_from_db()
+    assert bob.email == "bob@example.org"
+    assert not bob.email_address_links.filter(email_address__address="ann@example.com").exists()
+    assert not type(ann).objects.filter(pk=ann.pk).exists()
