@@ -7,6 +7,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -20,6 +21,13 @@ from targets.admin import EmailAddressAdmin
 from targets.models import EmailAddress
 
 
+def _https_by_default(field, **kwargs):
+    # Typed without a scheme, an address means https (Django 6's default, said now).
+    if isinstance(field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return field.formfield(**kwargs)
+
+
 class SubscriptionFormForm(forms.ModelForm):
     extra_fields = forms.MultipleChoiceField(
         choices=list(EXTRA_FIELDS.items()),
@@ -31,11 +39,13 @@ class SubscriptionFormForm(forms.ModelForm):
     class Meta:
         model = SubscriptionForm
         fields = "__all__"
+        formfield_callback = _https_by_default
 
 
 @admin.register(SubscriptionForm)
 class SubscriptionFormAdmin(admin.ModelAdmin):
     form = SubscriptionFormForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "active", "record_type", "language", "public_page"]
     filter_horizontal = ["target_lists"]
     readonly_fields = ["public_page", "embed_snippet"]

@@ -141,3 +141,11 @@ def test_the_confirmation_template_must_carry_the_link():
     form.confirmation_template.body_html = "<p>No link here</p>"
     with pytest.raises(ValidationError, match="confirmUrl"):
         form.full_clean()
+
+
+def test_the_admin_shows_the_snippet_to_paste(admin_client):
+    form = make_form()
+    page = admin_client.get(f"/admin/subscriptions/subscriptionform/{form.pk}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200 and 'id="embed-snippet"' in html
+    assert f"/subscribe/{form.key}/token/" in html and f'href="/subscribe/{form.key}/"' in html
