@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -109,8 +110,6 @@ def confirmed(request: HttpRequest, key: str) -> HttpResponse:
 
 def snippet(form: SubscriptionForm) -> str:
     """The HTML a marketer pastes on a website: the form, and a script fetching its token."""
-    from django.template.loader import render_to_string
-
     site = OutboundSettings.load().effective_site_url
     context = form_context(form, f"{site}/subscribe/{form.key}/")
     context["token_url"] = f"{site}/subscribe/{form.key}/token/"
