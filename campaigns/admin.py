@@ -6,10 +6,12 @@ from django.db import models
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from campaigns import sequences
 from campaigns.forms import EmailTemplateForm
-from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate
+from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate, Sequence, SequenceStep
 from campaigns.panels import CampaignPanels
 from massmail.models import MassEmail
 from massmail.placeholders import picker_codes
@@ -140,3 +142,58 @@ class CampaignLogRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class SequenceStepInline(admin.TabularInline):
+    model = SequenceStep
+    fields = ["position", "email_template", "delay", "delay_from", "condition", "mass_email_link"]
+    readonly_fields = ["mass_email_link"]
+    autocomplete_fields = ["email_template"]
+    extra = 1
+
+    @admin.display(description="sending")
+    def mass_email_link(self, obj: SequenceStep) -> str:
+        if not obj.mass_email_id:
+            return "-"
+        url = reverse("admin:massmail_massemail_change", args=[obj.mass_email_id])
+        return format_html('<a href="{}">{}</a>', url, obj.mass_email)
+
+
+@admin.register(Sequence)
+class SequenceAdmin(admin.ModelAdmin):
+    list_display = ["name", "campaign", "target_list", "active", "enrols_from"]
+    list_filter = ["active"]
+    search_fields = ["name"]
+    inlines = [SequenceStepInline]
+    readonly_fields = ["statistics"]
+    fields = ["name", "campaign", "target_list", "active", "enrols_from", "statistics"]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        for step in form.instance.steps.select_related("sequence", "mass_email"):
+            sequences.step_mass_email(step)
+
+    @admin.display(description="Statistics per step")
+    def statistics(self, obj: Sequence) -> str:
+        if not obj.pk:
+            return "-"
+        columns = ["waiting", "stopped", "skipped", "queued", "sent", "opened", "clicked"]
+        columns += ["opted_out", "bounced"]
+        head = format_html_join("", "<th>{}</th>", ((c.replace("_", " "),) for c in columns))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td>{}</tr>",
+            (
+                (
+                    f"Step {f.step.position}",
+                    format_html_join("", "<td>{}</td>", ((getattr(f, c),) for c in columns)),
+                )
+                for f in sequences.step_statistics(obj)
+            ),
+        )
+        return format_html(
+            '<table id="step-statistics"><thead><tr><th>step</th>{}</tr></thead>'
+            "<tbody>{}</tbody></table>",
+            head,
+            rows,
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.contrib.contenttypes.fields import GenericForeignKey
@@ -292,3 +292,122 @@ class CampaignLogRecord(models.Model):
         columns = ", ".join(cls.ITEM_COLUMNS)
         values = ", ".join(expressions[column] for column in cls.ITEM_COLUMNS)
         return f"INSERT INTO {cls._meta.db_table} ({columns}) SELECT {values}"
+
+
+class Sequence(models.Model):
+    """A drip sequence: emails sent to each member of a list at set times after joining.
+
+    Each step sends through a mass email of its own (made with the step), so the
+    engine's claim, caps, opt-out and bounce rules, exactly-once and the campaign
+    log apply unchanged; campaigns.sequences queues the due steps set-based.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="sequences")
+    name = models.CharField(max_length=200)
+    target_list = models.ForeignKey(
+        "targets.TargetList",
+        on_delete=models.PROTECT,
+        related_name="sequences",
+        help_text="Joining this list (by form, import or admin) enrols the person.",
+    )
+    active = models.BooleanField(default=True)
+    enrols_from = models.DateTimeField(
+        default=timezone.now,
+        help_text="Members who joined the list from this time on are enrolled; "
+        "set it earlier to enrol existing members too.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SequenceStep(models.Model):
+    class DelayFrom(models.TextChoices):
+        JOINING = "joining", "after joining"
+        PREVIOUS = "previous", "after the previous step"
+
+    class Condition(models.TextChoices):
+        ALWAYS = "always", "always"
+        OPENED = "opened", "opened the previous step"
+        CLICKED = "clicked", "clicked in the previous step"
+        NOT_OPENED = "not_opened", "did not open the previous step"
+        NOT_CLICKED = "not_clicked", "did not click in the previous step"
+
+    sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(help_text="Steps go in this order.")
+    email_template = models.ForeignKey(EmailTemplate, on_delete=models.PROTECT, related_name="+")
+    delay = models.DurationField(
+        default=timedelta(0), help_text="e.g. 0 for a welcome email, 2 days 00:00:00"
+    )
+    delay_from = models.CharField(
+        max_length=10, choices=DelayFrom.choices, default=DelayFrom.PREVIOUS
+    )
+    condition = models.CharField(max_length=12, choices=Condition.choices, default="always")
+    # The step's sending: its queue items, log entries and statistics.
+    mass_email = models.OneToOneField(
+        "massmail.MassEmail",
+        null=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="sequence_step",
+    )
+    # People whose condition did not hold when the step was due: they went on without it.
+    skipped_count = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["sequence", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["sequence", "position"], name="one_step_per_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sequence}: step {self.position}"
+
+    def clean(self) -> None:
+        from massmail.placeholders import validate_template  # massmail builds on campaigns
+
+        if self.email_template_id and self.sequence_id:
+            errors = validate_template(self.email_template, self.sequence.campaign)
+            if errors:
+                raise ValidationError({"email_template": errors})
+
+
+class Enrolment(models.Model):
+    """One person's way through a sequence: the next step, and since when its delay counts."""
+
+    sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="enrolments")
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    object_id = models.BigIntegerField()
+    target = GenericForeignKey("content_type", "object_id")
+    joined_at = models.DateTimeField()
+    # None once every step is done (or the person stopped).
+    next_step = models.ForeignKey(
+        SequenceStep, null=True, on_delete=models.SET_NULL, related_name="waiting"
+    )
+    # The next step is due at delay_from_at + its delay: due means delay_from_at <= now - delay,
+    # a comparison with one parameter per step that an index serves on every database.
+    delay_from_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sequence", "content_type", "object_id"], name="enrolled_once"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_step", "delay_from_at"],
+                condition=Q(next_step__isnull=False, stopped_at__isnull=True),
+                name="enrolment_waiting",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.content_type.model} #{self.object_id} in {self.sequence}"

@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "massmail",
     "tracking",
     "bounces",
+    "subscriptions",
 ]
 
 MIDDLEWARE = [

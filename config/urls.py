@@ -15,6 +15,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Public endpoints: unsubscribe page and one-click, tracked links, open pixel.
     path("", include("tracking.urls")),
+    # Subscription forms (also embedded on other sites) and their confirmation links.
+    path("", include("subscriptions.urls")),
     # ESP tracking webhooks (bounces, complaints): bounces.webhooks receives the events;
     # a malformed body answers 400.
     path("webhooks/anymail/", include((webhook_urls(), "anymail"))),

@@ -387,7 +387,7 @@ class MemberTypeFilter(admin.SimpleListFilter):
 
 @admin.register(TargetList)
 class TargetListAdmin(admin.ModelAdmin):
-    list_display = ["name", "entry_count", "opted_out_count", "created_at"]
+    list_display = ["name", "is_topic", "entry_count", "opted_out_count", "created_at"]
     search_fields = ["name"]
     actions = ["duplicate", "export_csv"]
 

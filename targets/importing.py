@@ -36,6 +36,7 @@ from targets.models import (
     EmailAddress,
     ImportRun,
     RecordEmailAddress,
+    Suppression,
     TargetList,
     TargetListMember,
     validate_address,
@@ -434,12 +435,13 @@ def plan_batch(rows: list[ValidRow], target_type: TargetType, *, write: bool) ->
     addresses = [row.address for row in rows]
     if write:
         now = timezone.now()
+        suppressed = Suppression.objects.suppressed(addresses)
         insert_ignoring_duplicates(
             EmailAddress,
             [
                 {
                     "address": a,
-                    "opt_out": False,
+                    "opt_out": a in suppressed,
                     "invalid": False,
                     "created_at": now,
                     "updated_at": now,

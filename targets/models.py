@@ -9,6 +9,8 @@ and object id so that users and custom models need no column of their own.
 
 from __future__ import annotations
 
+import hashlib
+
 import email_validator
 from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
@@ -61,11 +63,42 @@ class EmailAddress(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.address = normalize_address(self.address)
+        if self._state.adding and Suppression.objects.suppressed([self.address]):
+            # An erased person's address comes back opted out, never silently mailable.
+            self.opt_out = True
         super().save(*args, **kwargs)
 
     @property
     def mailable(self) -> bool:
         return not (self.opt_out or self.invalid)
+
+
+def address_hash(address: str) -> str:
+    return hashlib.sha256(normalize_address(address).encode()).hexdigest()
+
+
+class SuppressionQuerySet(models.QuerySet):
+    def suppressed(self, addresses: list[str]) -> set[str]:
+        """Those of the addresses whose person was erased (one query)."""
+        hashes = {address_hash(a): normalize_address(a) for a in addresses}
+        found = self.filter(address_hash__in=hashes).values_list("address_hash", flat=True)
+        return {hashes[h] for h in found}
+
+
+class Suppression(models.Model):
+    """What is left of an erased person: a hash of the address, so it never returns silently.
+
+    An address created again for a suppressed hash starts opted out; only the
+    person's own confirmed sign-up lifts the suppression.
+    """
+
+    address_hash = models.CharField("SHA-256 of the address", max_length=64, unique=True)
+    erased_at = models.DateTimeField(default=timezone.now)
+
+    objects = SuppressionQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"suppressed {self.address_hash[:12]}..."
 
 
 class RecordEmailAddress(models.Model):
@@ -231,6 +264,11 @@ class TargetListQuerySet(models.QuerySet):
 class TargetList(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
+    is_topic = models.BooleanField(
+        "a topic on the preference centre",
+        default=False,
+        help_text="Members see this list on the unsubscribe page and may leave or rejoin it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TargetListQuerySet.as_manager()

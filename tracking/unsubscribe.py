@@ -48,7 +48,7 @@ class Subscription:
     def address(self) -> EmailAddress:
         return self.item.email_address
 
-    def memberships(self):
+    def memberships(self, target_lists: list[TargetList] | None = None):
         """The recipient's memberships in the lists, through its record or its address."""
         shares_address = Exists(
             RecordEmailAddress.objects.filter(
@@ -60,7 +60,24 @@ class Subscription:
         who = Q(shares_address)
         if self.item.content_type_id:
             who |= Q(content_type_id=self.item.content_type_id, object_id=self.item.object_id)
-        return TargetListMember.objects.filter(who, target_list__in=self.target_lists)
+        lists = self.target_lists if target_lists is None else target_lists
+        return TargetListMember.objects.filter(who, target_list__in=lists)
+
+    def topics(self) -> list[Topic]:
+        """The preference centre: this message's lists and the topics the person is in."""
+        mine = self.memberships(TargetList.objects.filter(is_topic=True)).values("target_list")
+        lists = TargetList.objects.filter(
+            Q(pk__in=[t.pk for t in self.target_lists]) | Q(pk__in=mine)
+        )
+        states: dict[int, set[bool]] = {}
+        for list_id, opted_out in self.memberships(list(lists)).values_list(
+            "target_list", "opted_out"
+        ):
+            states.setdefault(list_id, set()).add(opted_out)
+        return [
+            Topic(target_list, subscribed=False in states.get(target_list.pk, set()))
+            for target_list in lists.order_by("name")
+        ]
 
     def is_unsubscribed(self) -> bool:
         if self.entirely and self.address.opt_out:
@@ -69,6 +86,39 @@ class Subscription:
             return True
         states = set(self.memberships().values_list("opted_out", flat=True))
         return states == {True}
+
+
+@dataclass(frozen=True)
+class Topic:
+    target_list: TargetList
+    subscribed: bool
+
+
+@dataclass(frozen=True)
+class Choices:
+    left: list[TargetList]
+    rejoined: list[TargetList]
+
+
+@transaction.atomic
+def set_topics(subscription: Subscription, keep: set[int]) -> Choices:
+    """Leave the shown lists not in `keep`, rejoin the kept ones the person had left.
+
+    Only memberships that exist change: the page adds nobody to a list. Leaving
+    one of the message's own lists is an opt-out from it (logged once); being in
+    all of them again removes that log entry, as Subscribe again does.
+    """
+    topics = subscription.topics()
+    left = [t.target_list for t in topics if t.subscribed and t.target_list.pk not in keep]
+    rejoined = [t.target_list for t in topics if not t.subscribed and t.target_list.pk in keep]
+    subscription.memberships(left).update(opted_out=True)
+    subscription.memberships(rejoined).update(opted_out=False)
+    own = {t.pk for t in subscription.target_lists}
+    if any(t.pk in own for t in left):
+        _log_opted_out(subscription.item)
+    elif rejoined and not subscription.memberships().filter(opted_out=True).exists():
+        _opted_out_log(subscription.item).delete()
+    return Choices(left, rejoined)
 
 
 def _opted_out_log(item: QueueItem):

@@ -21,6 +21,8 @@ from django.utils.translation import get_language
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
+from subscriptions.consent import Visit as ConsentVisit
+from subscriptions.consent import record_unsubscribe
 from targets.models import EmailAddress
 from tracking import links
 from tracking.hits import record_hit
@@ -30,6 +32,7 @@ from tracking.unsubscribe import (
     Subscription,
     find_subscription,
     set_address_opt_out,
+    set_topics,
     subscribe_again,
 )
 from tracking.unsubscribe import (
@@ -103,16 +106,17 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         request.method == "POST"
         and request.POST.get(ONE_CLICK_FIELD, "").strip() == ONE_CLICK_VALUE
     ):
-        return _one_click(uid)
+        return _one_click(request, uid)
     return _unsubscribe_page(request, uid)
 
 
-def _one_click(uid: uuid.UUID) -> HttpResponse:
+def _one_click(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
     """RFC 8058: act on the POST and answer 200, no redirect; repeating changes nothing."""
     subscription = find_subscription(uid)
     if subscription is None:
         raise Http404
-    apply_unsubscribe(subscription)
+    if apply_unsubscribe(subscription):
+        _record(request, subscription)
     return no_cache(HttpResponse("Unsubscribed.\n", content_type="text/plain; charset=utf-8"))
 
 
@@ -125,11 +129,14 @@ def _unsubscribe_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
         done = _apply_choice(request, subscription)
         return HttpResponseRedirect(f"{request.path}?done={done}", status=303)
     record_hit(Hit.Kind.UNSUBSCRIBE_PAGE, uid, Visit.from_request(request))
+    topics = subscription.topics()
     context = {
         "address": subscription.address.address,
         "entirely": subscription.entirely,
         "target_lists": subscription.target_lists,
         "unsubscribed": subscription.is_unsubscribed(),
+        # The preference centre, when there is a choice to make beyond this message's list.
+        "topics": topics if len(topics) > 1 else [],
     }
     return _render_page(request, context)
 
@@ -137,19 +144,46 @@ def _unsubscribe_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
 def _apply_choice(request: HttpRequest, subscription: Subscription) -> str:
     choice = request.POST.get("action")
     if choice == "unsubscribe":
-        apply_unsubscribe(subscription)
+        if apply_unsubscribe(subscription):
+            _record(request, subscription)
         return "unsubscribed"
     if choice == "subscribe":
-        subscribe_again(subscription)
+        if subscribe_again(subscription):
+            _record(request, subscription, again=True)
         return "subscribed"
+    if choice in ("topics", "leave_all"):
+        keep = {int(pk) for pk in request.POST.getlist("keep") if pk.isdigit()}
+        choices = set_topics(subscription, keep if choice == "topics" else set())
+        visit = ConsentVisit.from_request(request)
+        address = subscription.address.address
+        if choices.left:
+            record_unsubscribe(address, visit, choices.left, entirely=False)
+        if choices.rejoined:
+            record_unsubscribe(address, visit, choices.rejoined, entirely=False, again=True)
+        if choice == "leave_all":
+            if apply_unsubscribe(subscription):
+                _record(request, subscription)
+            return "unsubscribed"
+        return "saved"
     raise Http404
+
+
+def _record(request: HttpRequest, subscription: Subscription, *, again: bool = False) -> None:
+    """The person's consent record: every opt-out and its undoing, with who and when."""
+    record_unsubscribe(
+        subscription.address.address,
+        ConsentVisit.from_request(request),
+        subscription.target_lists,
+        entirely=subscription.entirely,
+        again=again,
+    )
 
 
 def _render_page(request: HttpRequest, context: dict) -> HttpResponse:
     done = request.GET.get("done")
     context = {
         **context,
-        "done": done if done in ("unsubscribed", "subscribed") else "",
+        "done": done if done in ("unsubscribed", "subscribed", "saved") else "",
         "texts": UnsubscribePageText.for_language(get_language() or ""),
     }
     return no_cache(render(request, "tracking/unsubscribe.html", context))
@@ -166,7 +200,11 @@ def address_unsubscribe(request: HttpRequest, address: str, signature: str) -> H
         choice = request.POST.get("action")
         if choice not in ("unsubscribe", "subscribe"):
             raise Http404
+        before = EmailAddress.objects.filter(address=email, opt_out=True).exists()
         set_address_opt_out(email, choice == "unsubscribe")
+        if before != (choice == "unsubscribe"):
+            visit = ConsentVisit.from_request(request)
+            record_unsubscribe(email, visit, [], entirely=True, again=choice == "subscribe")
         done = "unsubscribed" if choice == "unsubscribe" else "subscribed"
         return HttpResponseRedirect(f"{request.path}?done={done}", status=303)
     opted_out = EmailAddress.objects.filter(address=email, opt_out=True).exists()
