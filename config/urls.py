@@ -13,4 +13,6 @@ urlpatterns = [
     path("", include("tracking.urls")),
     # ESP tracking webhooks (bounces, complaints): bounces.webhooks receives the events.
     path("webhooks/anymail/", include("anymail.urls")),
+    # The REST API, its OpenAPI schema (/api/schema/) and docs (/api/docs/).
+    path("api/", include("api.urls")),
 ]

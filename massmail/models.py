@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
@@ -174,6 +175,9 @@ class MassEmail(models.Model):
     def can_cancel(self) -> bool:
         return self.status in self.CANCELABLE
 
+    def can_schedule(self) -> bool:
+        return self.status in (self.Status.DRAFT, self.Status.PENDING)
+
     # -- the lifecycle actions: each a conditional UPDATE, so two clicks act once
 
     def pause(self) -> bool:
@@ -194,6 +198,16 @@ class MassEmail(models.Model):
                     status=QueueItem.Status.CANCELED
                 )
         return moved
+
+    def schedule(self, start_at: datetime) -> bool:
+        """A draft (or a pending mass email not yet started) is due at start_at."""
+        allowed = [self.Status.DRAFT, self.Status.PENDING]
+        moved = MassEmail.objects.filter(pk=self.pk, status__in=allowed).update(
+            status=self.Status.PENDING, start_at=start_at
+        )
+        if moved:
+            self.status, self.start_at = self.Status.PENDING, start_at
+        return bool(moved)
 
     def _move(self, status: str, allowed: list[str]) -> bool:
         moved = MassEmail.objects.filter(pk=self.pk, status__in=allowed).update(status=status)
