@@ -12,10 +12,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from api import serializers as s
+from api.pagination import NewestFirst
 from campaigns.log import LOG_FILTERS, filtered_log
 from campaigns.models import Campaign, EmailTemplate
 from campaigns.statistics import campaign_statistics, link_clicks
@@ -172,14 +172,6 @@ class EmailTemplateViewSet(viewsets.ModelViewSet):
     serializer_class = s.EmailTemplateSerializer
 
 
-class LogPagination(CursorPagination):
-    """Newest first by a cursor: no COUNT over a log of millions on every page."""
-
-    ordering = ("-action_date", "-id")
-    page_size_query_param = "page_size"
-    max_page_size = 1000
-
-
 LOG_PARAMETERS = [
     OpenApiParameter("action", str, enum=[k for k in LOG_FILTERS if k != "all"]),
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="action_date on or after"),
@@ -222,7 +214,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
         records = self._in_time(records, params)
         if "mass_email" in params:
             records = records.filter(mass_email_id=self._number(params, "mass_email"))
-        paginator = LogPagination()
+        paginator = NewestFirst()
         page = paginator.paginate_queryset(records, request, view=self)
         return paginator.get_paginated_response(s.LogRecordSerializer(page, many=True).data)
 
