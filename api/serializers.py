@@ -210,11 +210,17 @@ class CampaignSerializer(ModelRulesMixin, serializers.ModelSerializer):
 
 class MassEmailSerializer(ModelRulesMixin, serializers.ModelSerializer):
     status = serializers.ChoiceField(
-        [MassEmail.Status.DRAFT, MassEmail.Status.PENDING],
+        MassEmail.Status.choices,
         default=MassEmail.Status.DRAFT,
-        help_text="On creation only: draft (the default) or pending (due at start_at). "
-        "Afterwards the status moves by the schedule, pause, resume and cancel actions.",
+        help_text="Given on creation only, draft (the default) or pending (due at start_at); "
+        "afterwards it moves by the schedule, pause, resume and cancel actions.",
     )
+
+    def validate_status(self, value: str) -> str:
+        creatable = (MassEmail.Status.DRAFT, MassEmail.Status.PENDING)
+        if self.instance is None and value not in creatable:
+            raise serializers.ValidationError("A new mass email is draft or pending.")
+        return value
 
     class Meta:
         model = MassEmail
@@ -236,11 +242,6 @@ class MassEmailSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["queue_built_at", "created_at"]
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["status"] = instance.status  # every status, not only those one may create with
-        return data
 
     def update(self, instance, validated_data: dict):
         validated_data.pop("status", None)

@@ -200,7 +200,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
         return Response(s.StatisticsSerializer(stats).data)
 
     @extend_schema(parameters=LOG_PARAMETERS, responses=s.LogRecordSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=NewestFirst)
     def log(self, request, pk=None):
         """The campaign log, newest first, by pages of a cursor (`next`)."""
         campaign = self.get_object()
@@ -214,9 +214,8 @@ class CampaignViewSet(viewsets.ModelViewSet):
         records = self._in_time(records, params)
         if "mass_email" in params:
             records = records.filter(mass_email_id=self._number(params, "mass_email"))
-        paginator = NewestFirst()
-        page = paginator.paginate_queryset(records, request, view=self)
-        return paginator.get_paginated_response(s.LogRecordSerializer(page, many=True).data)
+        page = self.paginate_queryset(records)
+        return self.get_paginated_response(s.LogRecordSerializer(page, many=True).data)
 
     def _in_time(self, records: QuerySet, params) -> QuerySet:
         field = s.serializers.DateTimeField()

@@ -109,3 +109,17 @@ def test_send_test_to_addresses_and_records(api, smtp_settings, smtp_sink):
     )
     assert missing.status_code == 400
     assert api.post(f"/api/mass-emails/{mass_email.pk}/send-test/", {}).status_code == 400
+
+
+def test_a_new_mass_email_is_draft_or_pending_only(api):
+    body = {
+        "campaign": make_campaign().pk,
+        "name": "Sent already?",
+        "start_at": "2030-01-01T09:00:00Z",
+        "email_template": make_template().pk,
+        "status": "complete",
+    }
+    refused = api.post("/api/mass-emails/", body, format="json")
+    assert refused.status_code == 400 and "status" in refused.json()
+    body["status"] = "pending"
+    assert api.post("/api/mass-emails/", body, format="json").json()["status"] == "pending"
