@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "tracking",
     "bounces",
     "api",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
