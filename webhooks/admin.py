@@ -1,6 +1,5 @@
 from django import forms
 from django.contrib import admin
-from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
@@ -8,6 +7,7 @@ from webhooks.models import EventType, WebhookEndpoint, WebhookEvent
 
 
 class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(label="URL", max_length=2000, assume_scheme="https")
     event_types = forms.MultipleChoiceField(
         choices=EventType.choices,
         widget=forms.CheckboxSelectMultiple,
@@ -22,7 +22,6 @@ class WebhookEndpointForm(forms.ModelForm):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = WebhookEndpointForm
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = [
         "name",
         "url",
