@@ -4,6 +4,7 @@ while, then answers errors, then is back gets every event, none lost, none forge
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -139,3 +140,16 @@ def test_delivered_events_are_kept_a_week(webhook_receiver):
     with time_machine.travel(timezone.now() + delivery.KEEP_DELIVERED + timedelta(minutes=1)):
         deliver_due()
     assert not WebhookEvent.objects.exists()
+
+
+def test_the_readmes_receiver_code_verifies_a_delivery(webhook_receiver):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = readme.split("compared in constant time")[1].split("```python\n")[1].split("```")[0]
+    namespace: dict = {}
+    exec(code, namespace)  # the documented snippet, as a receiver would paste it
+    endpoint = make_endpoint(webhook_receiver.url)
+    send_log_rows(2)
+    deliver_due()
+    batch = webhook_receiver.batches[0]
+    assert namespace["verified"](endpoint.secret, batch.headers[SIGNATURE_HEADER], batch.body)
+    assert not namespace["verified"]("wrong", batch.headers[SIGNATURE_HEADER], batch.body)
