@@ -141,6 +141,12 @@ class WebhookEvent(models.Model):
                 name="webhook_event_pending",
             ),
             models.Index(fields=["endpoint", "-id"], name="webhook_event_endpoint"),
+            # The clean-up on every run deletes delivered events older than a week.
+            models.Index(
+                fields=["delivered_at"],
+                condition=Q(delivered_at__isnull=False),
+                name="webhook_event_delivered",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -64,7 +64,7 @@ class Migration(migrations.Migration):
             options={
                 'verbose_name': 'webhook event',
                 'ordering': ['-id'],
-                'indexes': [models.Index(condition=models.Q(('delivered_at__isnull', True)), fields=['endpoint', 'id'], name='webhook_event_pending'), models.Index(fields=['endpoint', '-id'], name='webhook_event_endpoint')],
+                'indexes': [models.Index(condition=models.Q(('delivered_at__isnull', True)), fields=['endpoint', 'id'], name='webhook_event_pending'), models.Index(fields=['endpoint', '-id'], name='webhook_event_endpoint'), models.Index(condition=models.Q(('delivered_at__isnull', False)), fields=['delivered_at'], name='webhook_event_delivered')],
             },
         ),
     ]
