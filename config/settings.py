@@ -116,6 +116,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "anymail",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "config.apps.ScheduledJobsConfig",
     "targets",
     "campaigns",
@@ -123,6 +127,8 @@ INSTALLED_APPS = [
     "tracking",
     "bounces",
     "subscriptions",
+    "api",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -273,6 +279,29 @@ MASSMAIL_TARGET_TYPES = [
 MASSMAIL_CUSTOM_TARGET_TYPES = [
     tuple(item.split(":", 1)) for item in env_list("MASSMAIL_CUSTOM_TARGET_TYPES")
 ]
+
+# The REST API (api/): a token per user, the admin roles' model permissions.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        # The browsable API and the docs page, for someone logged in to the admin.
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.RolePermissions"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pages",
+    "PAGE_SIZE": env_int("API_PAGE_SIZE", 100),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "massmail API",
+    "DESCRIPTION": "Target lists, contacts and leads, templates, campaigns, mass emails, "
+    "statistics and the campaign log. Authenticate with `Authorization: Token <key>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 LOGGING = {
     "version": 1,

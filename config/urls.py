@@ -20,4 +20,6 @@ urlpatterns = [
     # ESP tracking webhooks (bounces, complaints): bounces.webhooks receives the events;
     # a malformed body answers 400.
     path("webhooks/anymail/", include((webhook_urls(), "anymail"))),
+    # The REST API, its OpenAPI schema (/api/schema/) and docs (/api/docs/).
+    path("api/", include("api.urls")),
 ]

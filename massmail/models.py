@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
@@ -168,9 +169,6 @@ class MassEmail(models.Model):
             if errors:
                 raise ValidationError({"email_template": errors})
 
-    def can_schedule(self) -> bool:
-        return self.status == self.Status.DRAFT
-
     def can_send_test(self) -> bool:
         return self.status != self.Status.CANCELED
 
@@ -183,11 +181,24 @@ class MassEmail(models.Model):
     def can_cancel(self) -> bool:
         return self.status in self.CANCELABLE
 
+    def can_schedule(self) -> bool:
+        """The admin's button moves a draft; the API may also move a pending start."""
+        return self.status == self.Status.DRAFT
+
     # -- the lifecycle actions: each a conditional UPDATE, so two clicks act once
 
-    def schedule(self) -> bool:
-        """A draft becomes Pending: its queue is built when its start comes."""
-        return self._move(self.Status.PENDING, [self.Status.DRAFT])
+    def schedule(self, start_at: datetime | None = None) -> bool:
+        """A draft becomes Pending: its queue is built when its start comes. With a
+        start_at, a pending mass email not yet started may also be moved to it."""
+        if start_at is None:
+            return self._move(self.Status.PENDING, [self.Status.DRAFT])
+        allowed = [self.Status.DRAFT, self.Status.PENDING]
+        moved = MassEmail.objects.filter(pk=self.pk, status__in=allowed).update(
+            status=self.Status.PENDING, start_at=start_at
+        )
+        if moved:
+            self.status, self.start_at = self.Status.PENDING, start_at
+        return bool(moved)
 
     def pause(self) -> bool:
         """A paused mass email sends nothing and keeps its queue."""

@@ -19,7 +19,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -407,19 +407,27 @@ class RowChecker:
         return f"{len(row)} fields where the header has {len(self.csv_file.headers)}"
 
     def _field_problem(self, values: dict[str, str]) -> str | None:
-        for import_field in self.fields:
-            value = values[import_field.name]
-            if not value:
-                if import_field.required:
-                    return f"{import_field.label} is missing"
-                continue
-            if import_field.max_length and len(value) > import_field.max_length:
-                return f"{import_field.label} is longer than {import_field.max_length} characters"
-            if import_field.choices is not None:
-                if value.lower() not in import_field.choices:
-                    return f"{import_field.label} {value!r} is not one of the allowed values"
-                values[import_field.name] = import_field.choices[value.lower()]
-        return None
+        return field_problem(self.fields, values)
+
+
+def field_problem(fields: list[ImportField], values: dict[str, str]) -> str | None:
+    """What is wrong with a row's values, or None; choice labels become their values.
+
+    Every field in `fields` must be a key of `values` (an empty string when not given).
+    """
+    for import_field in fields:
+        value = values[import_field.name]
+        if not value:
+            if import_field.required:
+                return f"{import_field.label} is missing"
+            continue
+        if import_field.max_length and len(value) > import_field.max_length:
+            return f"{import_field.label} is longer than {import_field.max_length} characters"
+        if import_field.choices is not None:
+            if value.lower() not in import_field.choices:
+                return f"{import_field.label} {value!r} is not one of the allowed values"
+            values[import_field.name] = import_field.choices[value.lower()]
+    return None
 
 
 @dataclass
@@ -486,7 +494,7 @@ def _changes(current: dict[str, str], values: dict[str, str]) -> dict[str, str]:
 
 
 def write_batch(
-    plan: BatchPlan, target_type: TargetType, target_list: TargetList, fields: list[str]
+    plan: BatchPlan, target_type: TargetType, target_list: TargetList | None, fields: list[str]
 ) -> None:
     model, content_type = target_type.model, target_type.content_type
     created = create_records(model, [row.values for row in plan.new])
@@ -505,6 +513,8 @@ def write_batch(
     if plan.changed and fields:
         model.objects.bulk_update(plan.changed, fields)
     object_ids = created + [r.pk for r in plan.changed] + plan.unchanged
+    if target_list is None:  # an upsert through the API names no list
+        return
     now = timezone.now()
     insert_ignoring_duplicates(
         TargetListMember,
@@ -845,3 +855,117 @@ def import_stored_upload(run: ImportRun) -> ImportReport:
     Path(run.file_path).unlink(missing_ok=True)
     ImportRun.objects.filter(pk=run.pk).update(file_path="")
     return report
+
+
+# ---------------------------------------------------------------------------
+# Upsert by address (the REST API): the importer's batches, from records instead of a file
+
+UPSERT_BATCH = 1000
+
+
+@dataclass
+class UpsertResult:
+    """One outcome per record given: created, updated or unchanged with its id, or an error."""
+
+    outcomes: list[dict] = field(default_factory=list)
+
+    def count(self, result: str) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.get("result") == result)
+
+
+def upsert_records(
+    target_type: TargetType, records: list[dict], target_list: TargetList | None = None
+) -> UpsertResult:
+    """Create or update records of the type matched by primary address, set-based per batch.
+
+    Values left out or empty never wipe data; required fields are needed only for
+    records that are created. With a target list, every record written joins it.
+    """
+    fields = importable_fields(target_type)
+    given = [f.name for f in fields if f.name != EMAIL and any(f.name in r for r in records)]
+    checks = [replace(f, required=False) for f in fields if f.name in given]
+    outcomes: list[dict] = [{} for _ in records]
+    seen: dict[str, int] = {}
+    rows: list[ValidRow] = []
+    for index, record in enumerate(records):
+        row = _upsert_row(index, record, given, checks, seen)
+        if isinstance(row, RowError):
+            outcomes[index] = {"index": index, "error": row.message}
+        else:
+            rows.append(row)
+    required = [f for f in fields if f.required and f.name != EMAIL]
+    with transaction.atomic():
+        _lock_target_type(target_type)
+        for start in range(0, len(rows), UPSERT_BATCH):
+            batch = rows[start : start + UPSERT_BATCH]
+            _upsert_batch(batch, target_type, target_list, given, required, outcomes)
+    return UpsertResult(outcomes)
+
+
+def _upsert_row(
+    index: int, record: dict, given: list[str], checks: list[ImportField], seen: dict[str, int]
+) -> ValidRow | RowError:
+    unknown = set(record) - {EMAIL, *given}
+    if unknown:
+        return RowError(index, f"unknown fields: {', '.join(sorted(unknown))}")
+    if any(not isinstance(value, str) for value in record.values()):
+        return RowError(index, "every value must be a string")
+    values = {name: record.get(name, "").strip() for name in given}
+    problem = field_problem(checks, values)
+    if problem:
+        return RowError(index, problem)
+    try:
+        address = validate_address(record.get(EMAIL, ""))
+    except ValidationError as error:
+        return RowError(index, error.messages[0])
+    if address in seen:
+        return RowError(index, f"duplicate of record {seen[address]} ({address})")
+    seen[address] = index
+    return ValidRow(index, address, values)
+
+
+def _lock_target_type(target_type: TargetType) -> None:
+    """Two upserts of one new address at once would both create it: one at a time per type."""
+    connection = connections[router.db_for_write(target_type.model)]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [7115, target_type.content_type.pk]
+            )
+
+
+def _upsert_batch(
+    batch: list[ValidRow],
+    target_type: TargetType,
+    target_list: TargetList | None,
+    given: list[str],
+    required: list[ImportField],
+    outcomes: list[dict],
+) -> None:
+    plan = plan_batch(batch, target_type, write=True)
+    creatable = []
+    for row in plan.new:
+        missing = [f.label for f in required if not row.values.get(f.name)]
+        if missing:
+            outcomes[row.line] = {"index": row.line, "error": f"{missing[0]} is missing"}
+        else:
+            creatable.append(row)
+    plan.new = creatable
+    write_batch(plan, target_type, target_list, given)
+    owners = dict(
+        RecordEmailAddress.objects.filter(
+            content_type=target_type.content_type,
+            primary=True,
+            email_address__address__in=[row.address for row in batch],
+        )
+        .order_by("-object_id")  # as plan_batch: several records sharing it, the oldest wins
+        .values_list("email_address__address", "object_id")
+    )
+    new = {row.address for row in plan.new}
+    changed = {record.pk for record in plan.changed}
+    for row in batch:
+        if outcomes[row.line]:
+            continue
+        pk = owners[row.address]
+        result = "created" if row.address in new else "updated" if pk in changed else "unchanged"
+        outcomes[row.line] = {"index": row.line, "email": row.address, "id": pk, "result": result}

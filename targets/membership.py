@@ -13,7 +13,7 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from targets.models import TargetList, TargetListMember
+from targets.models import RecordEmailAddress, TargetList, TargetListMember, normalize_address
 
 MEMBERS = TargetListMember._meta.db_table
 
@@ -80,3 +80,55 @@ def keep_only_selection(target_list: TargetList, queryset: QuerySet) -> int:
 def set_opted_out(members: QuerySet, opted_out: bool) -> int:
     """Mark or unmark list members as opted out (one UPDATE)."""
     return members.update(opted_out=opted_out)
+
+
+def records_with_addresses(addresses: list[str], model: type | None = None) -> QuerySet:
+    """The (content type, object id) of every record whose primary address is one of these.
+
+    Limited to one target type when `model` is given. Addresses are compared
+    normalised (trimmed, lower case), as they are stored.
+    """
+    links = RecordEmailAddress.objects.filter(
+        primary=True, email_address__address__in={normalize_address(a) for a in addresses}
+    )
+    if model is not None:
+        links = links.filter(content_type=ContentType.objects.get_for_model(model))
+    return links
+
+
+def unmatched_addresses(addresses: list[str], links: QuerySet) -> list[str]:
+    """The addresses (normalised) that none of the records found has as its primary one."""
+    found = set(links.values_list("email_address__address", flat=True))
+    wanted = dict.fromkeys(normalize_address(a) for a in addresses)
+    return [address for address in wanted if address not in found]
+
+
+def add_records_with_addresses(target_list: TargetList, links: QuerySet) -> int:
+    """Add the records behind these address links in one INSERT ... SELECT; how many were new."""
+    connection = connections[links.db]
+    query = links.order_by().values("content_type_id", "object_id").query
+    select_sql, params = query.get_compiler(using=links.db).as_sql()
+    insert = "INSERT OR IGNORE INTO" if connection.vendor == "sqlite" else "INSERT INTO"
+    conflict = "" if connection.vendor == "sqlite" else " ON CONFLICT DO NOTHING"
+    sql = (
+        f"{insert} {MEMBERS} (target_list_id, content_type_id, object_id, opted_out, added_at)"
+        f" SELECT DISTINCT %s, chosen.content_type_id, chosen.object_id, %s, %s"
+        f" FROM ({select_sql}) chosen{conflict}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [target_list.pk, False, timezone.now(), *params])
+        return cursor.rowcount
+
+
+def remove_records_with_addresses(target_list: TargetList, links: QuerySet) -> int:
+    """Remove the records behind these address links in one DELETE; how many were removed."""
+    connection = connections[links.db]
+    query = links.order_by().values("content_type_id", "object_id").query
+    select_sql, params = query.get_compiler(using=links.db).as_sql()
+    sql = (
+        f"DELETE FROM {MEMBERS} WHERE target_list_id = %s"
+        f" AND (content_type_id, object_id) IN ({select_sql})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [target_list.pk, *params])
+        return cursor.rowcount

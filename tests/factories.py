@@ -67,9 +67,17 @@ def make_campaign(target_lists=(), excluding=(), **overrides) -> Campaign:
     campaign = Campaign.objects.create(
         **{"name": f"Campaign {_n()}", "type": Campaign.Type.NEWSLETTER, **overrides}
     )
-    campaign.target_lists.set(target_lists)
+    add_in_order(campaign.target_lists, target_lists)
     campaign.excluding_target_lists.set(excluding)
     return campaign
+
+
+def add_in_order(relation, target_lists) -> None:
+    """One add() per list: the queue build's "first list wins" follows the order lists were
+    added (their through rows' ids), and set() inserts them in the order of a Python set."""
+    relation.clear()
+    for target_list in target_lists:
+        relation.add(target_list)
 
 
 def make_template(**overrides) -> EmailTemplate:
@@ -96,10 +104,10 @@ def make_mass_email(campaign: Campaign | None = None, target_lists=None, **overr
             **overrides,
         }
     )
-    # One add per list: the through rows' order is the lists' order (the queue build's
-    # "first list wins"); set() adds them in the order of a Python set of ids.
-    for target_list in campaign.target_lists.all() if target_lists is None else target_lists:
-        mass_email.target_lists.add(target_list)
+    if target_lists is None:  # the campaign's, in the order they were added
+        through = Campaign.target_lists.through.objects.filter(campaign=campaign)
+        target_lists = [row.targetlist for row in through.order_by("id")]
+    add_in_order(mass_email.target_lists, target_lists)
     return mass_email
 
 

@@ -2,42 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
 import time_machine
-from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
-from config.celery import app
 from massmail.models import QueueItem
 from massmail.sending import CAP_WINDOW
 from massmail.tasks import send_mass_emails
+from tests.fixtures.celery_worker import wait_until
 from tests.fixtures.sending import make_queued_mass_email, set_outbound
-from tests.services import require_postgres, require_redis
 
 Status = QueueItem.Status
-
-
-@pytest.fixture
-def celery_worker_on_redis():
-    require_postgres()  # the worker's threads share the database with the test
-    redis_url = require_redis()
-    app.conf.update(
-        broker_url=redis_url,
-        task_always_eager=False,
-        broker_transport_options={"visibility_timeout": 3600},
-    )
-    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False) as worker:
-        yield worker
-
-
-def wait_until(condition, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the worker"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
