@@ -7,7 +7,7 @@ import pytest
 from targets import importing
 from targets.models import Contact, ImportRun, TargetList
 from tests.factories import make_user
-from tests.fixtures.celery import running_worker, use_redis_broker
+from tests.fixtures.celery_worker import running_worker, use_redis_broker
 
 ROWS = 40
 

@@ -286,7 +286,8 @@ def test_admin_offers_only_target_types():
 def test_the_periodic_task_runs_the_sync_on_a_celery_worker(celery_worker_on_redis):
     import time
 
-    app, _ = celery_worker_on_redis
+    from config.celery import app
+
     contact = make_contact(city="Bonn")
     target_list = make_target_list()
     segment = make_segment(
