@@ -51,17 +51,7 @@ def seed(contacts: int) -> None:
             " FROM generate_series(1, %s) g",
             [contacts],
         )
-        cur.execute(
-            "INSERT INTO targets_emailaddress (address, opt_out, invalid, created_at, updated_at)"
-            " SELECT 'contact' || id || '@example.com', false, false, now(), now()"
-            " FROM targets_contact"
-        )
-        cur.execute(
-            "INSERT INTO targets_recordemailaddress (content_type_id, object_id,"
-            ' email_address_id, "primary") SELECT %s, c.id, e.id, true FROM targets_contact c'
-            " JOIN targets_emailaddress e ON e.address = 'contact' || c.id || '@example.com'",
-            [ct],
-        )
+        benchdb.give_contacts_addresses(cur, ct)
         cur.execute("ANALYZE")
 
 

@@ -44,3 +44,18 @@ def admin_client():
     client = Client()
     client.force_login(user)
     return client
+
+
+def give_contacts_addresses(cur, contact_type_id: int) -> None:
+    """Every contact of the bench database gets its primary address contact<id>@example.com."""
+    cur.execute(
+        "INSERT INTO targets_emailaddress (address, opt_out, invalid, created_at, updated_at)"
+        " SELECT 'contact' || id || '@example.com', false, false, now(), now()"
+        " FROM targets_contact"
+    )
+    cur.execute(
+        "INSERT INTO targets_recordemailaddress (content_type_id, object_id,"
+        ' email_address_id, "primary") SELECT %s, c.id, e.id, true FROM targets_contact c'
+        " JOIN targets_emailaddress e ON e.address = 'contact' || c.id || '@example.com'",
+        [contact_type_id],
+    )
