@@ -129,7 +129,7 @@ def _record(endpoint: WebhookEndpoint, status: str, now: datetime, **state) -> N
 
 
 def _with_sources(events):
-    return events.select_related("queue_item", "tracking_url", "hit")
+    return events.select_related("queue_item", "tracking_url", "hit", "subscription_form")
 
 
 def payload(event: WebhookEvent) -> dict:
@@ -157,6 +157,10 @@ def payload(event: WebhookEvent) -> dict:
         hit = event.hit
         data["machine"] = hit.is_machine if hit else None
         data["machine_reason"] = hit.machine_reason if hit else ""
+    if event.event_type == EventType.SUBSCRIBED:
+        form = event.subscription_form
+        data["form"] = {"id": event.subscription_form_id, "name": form.name if form else None}
+        data["lists"] = event.target_lists or []
     return data
 
 

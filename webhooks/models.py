@@ -3,9 +3,9 @@
 Events are not written by Python code: database triggers (see migrations) insert
 one outbox row per subscribed endpoint in the same transaction as the row that
 is the event (a campaign log entry, a tracked hit, a complaint, a mass email
-turning Complete). So the sending engine, the hit endpoints and the bounce
-handling need not know about webhooks, and an event exists if and only if what
-it reports was committed.
+turning Complete, a sign-up turning Confirmed). So the sending engine, the hit
+endpoints, the bounce handling and the subscription forms need not know about
+webhooks, and an event exists if and only if what it reports was committed.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class EventType(models.TextChoices):
     OPTED_OUT = "opted_out", "Opted out"
     COMPLAINED = "complained", "Complained"
     MASS_EMAIL_FINISHED = "mass_email_finished", "Mass email finished"
+    SUBSCRIBED = "subscribed", "Subscribed (sign-up confirmed)"
 
 
 def new_secret() -> str:
@@ -126,6 +127,18 @@ class WebhookEvent(models.Model):
         db_constraint=False,
         db_index=False,
     )
+    # A subscribed event's form, and the lists the person joined as they were then
+    # ([{"id": ..., "name": ...}], so a list renamed later does not change it); null
+    # for the other types (the older triggers leave the column out).
+    subscription_form = models.ForeignKey(
+        "subscriptions.SubscriptionForm",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    target_lists = models.JSONField(null=True, blank=True)
     is_test = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)
