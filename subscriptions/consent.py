@@ -2,7 +2,8 @@
 
 `erase(address)` removes every trace of the person: their contacts and leads,
 memberships, sign-ups, consent records, queue items with their hits and log
-entries, bounce events and the address itself, and keeps only a Suppression
+entries, bounce events and held reports, webhook events naming them (pending or
+delivered) and the address itself, and keeps only a Suppression
 (a SHA-256 of the address) so that no import or admin action brings the address
 back mailable without the person's own confirmed sign-up.
 """
@@ -22,7 +23,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from bounces.models import BounceEvent
+from bounces.models import BounceEvent, HeldReport
 from campaigns.models import CampaignLogRecord
 from massmail.models import OutboundSettings, QueueItem
 from subscriptions.models import ConsentRecord, SignUp, SubscriptionForm
@@ -39,6 +40,7 @@ from targets.models import (
 )
 from tracking.models import Hit
 from tracking.rules import client_ip, truncate_ip
+from webhooks.models import WebhookEvent
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ def erase(address: str) -> Suppression:
     email = EmailAddress.objects.filter(address=address).first()
     # A record with another primary address is someone else's: it only loses this one.
     records = _records(email, primary_only=True)
+    _forget_webhook_events(address, email, records)
     if records:
         TargetListMember.objects.filter(_members_of(records)).delete()
         CampaignLogRecord.objects.filter(_members_of(records)).delete()
@@ -205,6 +208,7 @@ def erase(address: str) -> Suppression:
             ).delete()
             record.delete()
     BounceEvent.objects.filter(address__iexact=address).delete()
+    HeldReport.objects.filter(address__iexact=address).delete()
     if email is not None:
         BounceEvent.objects.filter(email_address=email).delete()
         items = QueueItem.objects.filter(email_address=email)
@@ -219,6 +223,16 @@ def erase(address: str) -> Suppression:
     ConsentRecord.objects.filter(address=address).delete()
     suppression, _ = Suppression.objects.get_or_create(address_hash=address_hash(address))
     return suppression
+
+
+def _forget_webhook_events(
+    address: str, email: EmailAddress | None, records: list[Contact | Lead]
+) -> None:
+    # Before the queue items go: the events' references to them are cleared on delete.
+    about = Q(email_address__iexact=address) | _members_of(records)
+    if email is not None:
+        about |= Q(queue_item__email_address=email)
+    WebhookEvent.objects.filter(about).delete()
 
 
 def _forget_admin_history(obj) -> None:

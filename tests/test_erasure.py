@@ -1,10 +1,11 @@
-"""Erasing a person leaves no personal data of theirs in any table, only a suppression hash."""
+"""Erasing a person leaves no personal data of theirs in any table, only a suppression hash:
+not in the webhook outbox (delivered or pending events) nor in held bounce reports either."""
 
 import pytest
 from django.core import mail
 from django.db import connection
 
-from bounces.models import BounceEvent
+from bounces.models import BounceEvent, HeldReport
 from campaigns.models import CampaignLogRecord
 from massmail.models import QueueItem
 from massmail.sending import tick
@@ -15,6 +16,8 @@ from tests.fixtures.sending import set_outbound
 from tests.subscription_factories import confirm_path, make_form, post_form
 from tests.test_csv_import import do_import
 from tracking import links
+from webhooks.delivery import deliver_due
+from webhooks.models import EventType, WebhookEndpoint, WebhookEvent
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db]
 
@@ -44,8 +47,12 @@ def text_columns_containing(needle: str) -> list[str]:
         return found
 
 
-def _ann_everywhere(client, admin_client, smtp_sink) -> EmailAddress:
-    """Ann signs up, confirms, gets a mass email, opens it, bounces once, is edited in the admin."""
+def _ann_everywhere(client, admin_client, smtp_sink, webhook_receiver) -> EmailAddress:
+    """Ann signs up, confirms, gets a mass email, opens it, bounces once, is edited in the admin;
+    a webhook endpoint takes every event type, and some of hers are delivered."""
+    WebhookEndpoint.objects.create(
+        name="CRM", url=webhook_receiver.url, event_types=EventType.values
+    )
     form = make_form(extra_fields=["city"])
     post_form(client, form, ip="203.0.113.5", city="Quuxville", **ANN, HTTP_USER_AGENT=AGENT)
     confirmation = smtp_sink.received[-1].message().get_body(preferencelist=("html",))
@@ -55,6 +62,7 @@ def _ann_everywhere(client, admin_client, smtp_sink) -> EmailAddress:
     mass_email = make_mass_email(make_campaign([target_list]))
     assert tick().sent == 1 and len(smtp_sink.received) == 2
     item = QueueItem.objects.get(mass_email=mass_email)
+    assert deliver_due().delivered == 3  # subscribed, sent, mass email finished
     client.get(links.open_pixel_url("", item.uid), HTTP_USER_AGENT=AGENT, REMOTE_ADDR="203.0.113.5")
     BounceEvent.objects.create(
         source="smtp",
@@ -63,6 +71,13 @@ def _ann_everywhere(client, admin_client, smtp_sink) -> EmailAddress:
         queue_item=item,
         verdict=BounceEvent.Verdict.SOFT,
         diagnostic=f"452 4.2.2 <{ANN['email']}> mailbox full",
+    )
+    HeldReport.objects.create(
+        source="imap",
+        address=ANN["email"],
+        email_address=item.email_address,
+        verdict=BounceEvent.Verdict.HARD,
+        diagnostic=f"550 5.1.1 <{ANN['email']}> user unknown",
     )
     admin_client.post(
         f"/admin/targets/lead/{lead.pk}/change/",
@@ -78,15 +93,20 @@ def _ann_everywhere(client, admin_client, smtp_sink) -> EmailAddress:
     assert Lead.objects.get().email == ANN["email"].lower(), "the admin edit kept her address"
     # An open log entry and a hit with her user agent exist now.
     assert CampaignLogRecord.objects.filter(action="opened").exists()
+    hers = WebhookEvent.objects.filter(email_address=ANN["email"].lower())
+    assert {e.event_type for e in hers.filter(delivered_at__isnull=False)} == {"subscribed", "sent"}
+    assert hers.filter(delivered_at__isnull=True, event_type="opened").exists()
     for trace in TRACES:
         assert text_columns_containing(trace), f"the scenario should leave {trace!r} somewhere"
     return item.email_address
 
 
-def test_erasure_leaves_nothing_but_a_hash(client, admin_client, smtp_settings, smtp_sink):
+def test_erasure_leaves_nothing_but_a_hash(
+    client, admin_client, smtp_settings, smtp_sink, webhook_receiver
+):
     set_outbound(max_per_hour=100, open_tracking=True)
     other = make_contact(email="bob@example.org", first_name="Robert", last_name="Keepme")
-    email = _ann_everywhere(client, admin_client, smtp_sink)
+    email = _ann_everywhere(client, admin_client, smtp_sink, webhook_receiver)
 
     page = admin_client.get(f"/admin/targets/emailaddress/{email.pk}/erase/")
     assert "Erase for good" in page.content.decode()
@@ -98,6 +118,7 @@ def test_erasure_leaves_nothing_but_a_hash(client, admin_client, smtp_settings, 
     assert Suppression.objects.filter(address_hash=address_hash(ANN["email"])).exists()
     other.refresh_from_db()
     assert other.email == "bob@example.org" and text_columns_containing("Keepme")
+    assert WebhookEvent.objects.filter(event_type="mass_email_finished").exists(), "not hers"
 
 
 def test_an_erased_address_comes_back_opted_out_until_the_person_confirms(client, tmp_path):
