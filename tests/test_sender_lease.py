@@ -1,0 +1,60 @@
+"""A slow worker is alive while its lease runs: its claims are never taken from it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from massmail.models import QueueItem, SenderLease
+from massmail.sending import reconcile_stale, tick, unleased_stale_after
+from tests.fixtures.sending import make_queued_mass_email, set_outbound
+from tests.services import require_postgres
+from tests.test_crash_recovery import LEASE_SECONDS, start_sender, wait_for
+
+Status = QueueItem.Status
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_worker_keeps_its_claims_past_the_old_stale_age(smtp_settings, smtp_sink):
+    """Worker A (its own process) sends through a slow server for several lease lengths,
+    while worker B ticks with its clock past the old 15-minute rule: 0 twice, 0 lost."""
+    require_postgres()
+    set_outbound(max_per_hour=10_000, max_per_batch=None)
+    mass_email = make_queued_mass_email(40)
+    smtp_sink.delay = 0.25  # 10 s for the portion: more than 3 leases
+    sender = start_sender(smtp_sink.port)
+    try:
+        wait_for(lambda: mass_email.queue_items.filter(status=Status.SENDING).count() == 40)
+        b_ticks = 0
+        while sender.poll() is None:
+            with time_machine.travel(timezone.now() + unleased_stale_after() + timedelta(1)):
+                result = tick()
+            assert result.reconciled == 0 and result.claimed == 0
+            b_ticks += 1
+        assert sender.returncode == 0, sender.communicate()
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+    assert b_ticks > 10
+    received = smtp_sink.recipients()
+    assert len(received) == len(set(received)) == 40
+    assert set(mass_email.queue_items.values_list("status", flat=True)) == {Status.SENT}
+    assert smtp_sink.delay * 40 > 3 * LEASE_SECONDS
+
+
+@pytest.mark.django_db
+def test_a_tick_marks_what_it_offers_and_ends_its_lease(
+    smtp_settings, smtp_sink, outbound_unlimited
+):
+    mass_email = make_queued_mass_email(3)
+    assert tick(worker="w:1").sent == 3
+    lease = SenderLease.objects.get(holder="w:1")
+    last = mass_email.queue_items.order_by("id").last()
+    assert (lease.offered_mass_email_id, lease.offered_item_id) == (mass_email.pk, last.pk)
+    assert lease.expires_at <= timezone.now()  # done: ended, gone at the next reconcile
+    reconcile_stale()
+    assert not SenderLease.objects.exists()
