@@ -228,8 +228,12 @@ class MassEmail(models.Model):
 
 class QueueItemQuerySet(models.QuerySet):
     def retry(self) -> int:
-        """Put Delivery unknown or Failed items back to Pending (the admin's "Retry")."""
+        """Put Delivery unknown or Failed items back to Pending (the admin's "Retry"),
+        except the unknown ones known to be delivered: those are Sent (massmail.retry)."""
+        from massmail.retry import settle_delivered  # it needs the sending engine
+
         Status = QueueItem.Status
+        settle_delivered(self)
         retried = self.filter(status__in=[Status.UNKNOWN, Status.FAILED], is_test=False).update(
             status=Status.PENDING,
             attempt_count=0,
