@@ -188,6 +188,8 @@ def tick(*, worker: str | None = None) -> TickResult:
                 break
             result.claimed += len(items)
             session.send(items, result)
+            if session.lease_lost:
+                break
     finally:
         session.close()
     result.completed = complete_finished()
@@ -457,12 +459,13 @@ class SendingSession:
         self.servers_seen_up: set[str] = set()
         take_lease(worker)
         self.last_renewal = time.monotonic()
+        self.lease_lost = False  # then it must claim nothing more
         self.writer = OutcomeWriter(worker) if OutcomeWriter.usable() else None
 
     def send(self, items: list[QueueItem], result: TickResult) -> None:
         """Send claimed items (grouped per mass email) and record every outcome."""
         for mass_email_id, group in _by_mass_email(items).items():
-            if mass_email_id in self.blocked_mass_emails:
+            if self.lease_lost or mass_email_id in self.blocked_mass_emails:
                 release(group, worker=self.worker)
                 continue
             PortionRun(self, group, result).run()
@@ -637,6 +640,7 @@ class PortionRun:
         for position, item in enumerate(sendable):
             if not self._may_offer(position):
                 self._flush()
+                self.session.lease_lost = True
                 self.result.stopped = LEASE_LOST
                 release(sendable[position:], worker=self.session.worker)
                 return

@@ -350,6 +350,11 @@ def _error_from_backend(error: Exception) -> TransportError:
         return error_for_reply(code, reply, stage="RCPT")
     if isinstance(error, smtplib.SMTPResponseException):
         return error_for_reply(error.smtp_code, error.smtp_error, stage="SMTP")
+    if isinstance(error, OSError) or isinstance(error.__cause__, OSError):
+        # The backend's server or API cannot be reached (requests' errors are OSErrors).
+        return TransportError(
+            f"cannot reach the email backend: {error}", server_wide=True, connection_lost=True
+        )
     # django-anymail marks recipients its provider rejected.
     if type(error).__name__ == "AnymailRecipientsRefused":
         return TransportError(f"rejected by the provider: {error}", permanent=True)

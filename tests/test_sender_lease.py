@@ -8,8 +8,16 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from massmail.models import QueueItem, SenderLease
-from massmail.sending import reconcile_stale, tick, unleased_stale_after
+from massmail.models import OutboundSettings, QueueItem, SenderLease
+from massmail.sending import (
+    LEASE_LOST,
+    SendingSession,
+    TickResult,
+    claim_portion,
+    reconcile_stale,
+    tick,
+    unleased_stale_after,
+)
 from tests.fixtures.sending import make_queued_mass_email, set_outbound
 from tests.services import require_postgres
 from tests.test_crash_recovery import LEASE_SECONDS, start_sender, wait_for
@@ -58,3 +66,24 @@ def test_a_tick_marks_what_it_offers_and_ends_its_lease(
     assert lease.expires_at <= timezone.now()  # done: ended, gone at the next reconcile
     reconcile_stale()
     assert not SenderLease.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_worker_whose_lease_ran_out_sends_nothing_more(
+    smtp_settings, smtp_sink, outbound_unlimited
+):
+    """Frozen past its lease (its claims may be someone else's now): it stops."""
+    mass_email = make_queued_mass_email(5)
+    session = SendingSession("frozen:1", OutboundSettings.load())
+    items = claim_portion(10, worker="frozen:1")
+    SenderLease.objects.filter(holder="frozen:1").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    result = TickResult()
+    try:
+        session.send(items, result)
+    finally:
+        session.close()
+    assert result.stopped == LEASE_LOST and result.sent == 0
+    assert smtp_sink.received == []
+    assert set(mass_email.queue_items.values_list("status", flat=True)) == {Status.PENDING}
