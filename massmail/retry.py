@@ -64,7 +64,5 @@ def settle_delivered(items: QuerySet) -> int:
             )
             if moved:
                 settled.append(item)
-        CampaignLogRecord.objects.bulk_create(
-            [sent_log(item, item.sent_at) for item in settled], ignore_conflicts=True
-        )
+        CampaignLogRecord.objects.write(sent_log(item, item.sent_at) for item in settled)
     return len(settled)
