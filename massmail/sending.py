@@ -22,7 +22,8 @@ sends portions:
    invalid or opted out, target deleted: Failed with the reason). No item goes to SMTP
    before a committed "offered" mark on the lease covers it: each batch's commit moves
    the mark MARK_AHEAD items past the batch (in the same statement, so for free), and
-   the worker waits for that commit, or moves the mark itself, when it gets there.
+   the worker waits for that commit when it gets there (where it waited anyway), or
+   moves the mark SYNC_AHEAD items itself (a portion's first items, a slow server).
    Outcomes are recorded by conditional UPDATEs (`status = sending AND claimed_by = me`)
    and the Sent log row is inserted with ON CONFLICT DO NOTHING, committed every
    `FLUSH_EVERY` messages by a thread of the worker while the next batch goes out.
@@ -45,7 +46,8 @@ Reconciliation (crashes). A worker whose lease has run out is dead. Its Sending 
 up to its offered mark (in (mass email, id) sending order) may have reached the server:
 they become **Delivery unknown** ("interrupted, delivery unknown"), never resent
 silently; the mass email page counts them and "Retry" puts chosen ones back to Pending.
-At most MARK_AHEAD items of a dead worker are unknown. Its items after the mark were
+At most MARK_AHEAD items of a dead worker are unknown, fewer when it died early in a
+portion (SYNC_AHEAD + 1 if it never reached the server). Its items after the mark were
 merely claimed, never offered: back to Pending, sent later. (Claims by a worker without
 a lease, i.e. older code, are judged by age: MASSMAIL_UNLEASED_STALE_MINUTES, then the
 first UNRECORDED_WINDOW in sending order become unknown.) A worker that was only frozen
@@ -108,9 +110,13 @@ SERVER_RETRY = timedelta(minutes=1)  # a server that is down is tried again afte
 CLAIM_CHUNK = 1000  # items claimed at once; bounds a worker's memory, not the portion
 FLUSH_EVERY = 25  # accepted messages per outcome commit
 # How far ahead of a batch its commit moves the lease's "offered" mark: the worker may
-# send that many items past the batch before it must see the next commit. At most this
+# send that many items past the batch before it must see the next commit (two batches:
+# it waits for a commit exactly where it did before there was a mark). At most this
 # many items of a dead worker become Delivery unknown.
-MARK_AHEAD = FLUSH_EVERY + 10
+MARK_AHEAD = 2 * FLUSH_EVERY
+# When the worker moves the mark itself (a portion's first items, a slow server), it
+# moves it this far: a worker that dies before its first batch leaves few unknown.
+SYNC_AHEAD = 5
 # Claims of a worker without a lease (code from before leases, a Send Test's brief
 # claim): the most a dead worker can have had in flight then, and when it is dead.
 UNRECORDED_WINDOW = 2 * FLUSH_EVERY + 1
@@ -376,8 +382,8 @@ def reconcile_stale(now: datetime | None = None) -> int:
     """Claims of dead workers: unknown if they may have been offered, else Pending.
 
     A worker is dead when its lease has run out. Before it hands an item to SMTP, a
-    committed "offered" mark on its lease covers that item (it is moved MARK_AHEAD items
-    ahead at a time), so only the items up to the mark may have reached the server; the
+    committed "offered" mark on its lease covers that item (moved at most MARK_AHEAD
+    items ahead), so only the items up to the mark may have reached the server; the
     items after it, merely claimed, go back to Pending. Returns the items made unknown.
     """
     reconciled = 0
@@ -539,6 +545,7 @@ class OutcomeWriter:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcomes")
         self.in_flight: Future | None = None
         self.in_flight_mark: int | None = None
+        self.in_flight_at = 0.0
         self.covered: int | None = None  # the position the last committed mark covers
         self.renewed_at = 0.0
         self.lease_lost = False
@@ -561,6 +568,7 @@ class OutcomeWriter:
             record_sent_and_mark, batch, worker=self.worker, offered=offered
         )
         self.in_flight_mark = mark[0] if mark else None
+        self.in_flight_at = time.monotonic()  # the lease is renewed no earlier than this
         return recorded
 
     def wait(self) -> int:
@@ -571,7 +579,7 @@ class OutcomeWriter:
         recorded, marked = future.result()
         if self.in_flight_mark is not None:
             if marked:
-                self.covered, self.renewed_at = self.in_flight_mark, time.monotonic()
+                self.covered, self.renewed_at = self.in_flight_mark, self.in_flight_at
             else:
                 self.lease_lost = True
         return recorded
@@ -670,7 +678,7 @@ class PortionRun:
             return not writer.lease_lost and self._may_offer(position)
         if writer is not None and writer.lease_lost:
             return False
-        target = min(position + MARK_AHEAD, len(self.sendable) - 1)
+        target = min(max(self.covered, position + SYNC_AHEAD), len(self.sendable) - 1)
         if not renew_lease(session.worker, offered=self.sendable[target]):
             return False
         self.covered, session.last_renewal = target, time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from massmail.models import MassEmail, QueueItem, SenderLease
 from massmail.sending import (
     INTERRUPTED,
     MARK_AHEAD,
+    SYNC_AHEAD,
     UNRECORDED_WINDOW,
     reconcile_stale,
     tick,
@@ -164,6 +166,27 @@ def test_killed_again_and_again_unknown_stays_within_what_was_in_flight(smtp_set
     statuses = set(mass_email.queue_items.values_list("status", flat=True))
     assert statuses <= {Status.SENT, Status.UNKNOWN}
     assert unknown_items.count() <= 4 * MARK_AHEAD
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_before_it_reached_the_server_leaves_almost_nothing_unknown(
+    smtp_settings,
+):
+    """Its claims were committed, but the server never even greeted it: the old rule
+    made its first 2 x 25 + 1 claims unknown; now only the few its mark covered are."""
+    require_postgres()
+    set_outbound(max_per_hour=10_000, max_per_batch=None)
+    mass_email = make_queued_mass_email(200)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        sender = start_sender(silent.getsockname()[1])
+        kill_after(
+            sender,
+            lambda: SenderLease.objects.filter(offered_item_id__isnull=False).exists(),
+        )
+    unknown, _ = reconcile_when_the_lease_runs_out(mass_email)
+    assert unknown <= SYNC_AHEAD + 1
+    assert mass_email.queue_items.filter(status=Status.PENDING).count() >= 200 - unknown
 
 
 @pytest.mark.django_db
