@@ -14,7 +14,7 @@ massmail.sending): `permanent` fails the item, `recipient_unknown` also records 
 bounce, `uncertain` means the server may have taken the message (the item becomes
 "delivery unknown", never resent). Temporary failures are told apart by whom they are
 about: `server_wide` (the server cannot be reached, or refuses us whatever the recipient:
-4xx to MAIL FROM or at connect) makes the mass email wait and charges nobody;
+any refusal at connect or of MAIL FROM) makes the mass email wait and charges nobody;
 `domain_throttled` (421 or Gmail's 4.7.28 rate limit at RCPT or DATA) pauses the
 recipient's domain and charges nobody; any other 4xx at RCPT or DATA is the recipient's
 own and defers that item alone.
@@ -37,6 +37,7 @@ from massmail.models import QueueItem
 from massmail.recipients import RecipientContext
 
 RECIPIENT_STAGES = frozenset({"RCPT", "DATA", "end of DATA"})
+SERVER_STAGES = frozenset({"connect", "MAIL FROM"})
 RATE_LIMITED = "4.7.28"  # Gmail: "unusual rate of unsolicited mail" from this sender
 _ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -79,8 +80,12 @@ def error_for_reply(code: int, reply: bytes | str, *, stage: str) -> TransportEr
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     message = f"{stage}: {code} {text}".strip()
     status = _ENHANCED_STATUS.search(text)
+    if stage in SERVER_STAGES:
+        # Refused before any recipient was named: about us, never about a recipient.
+        return TransportError(message, server_wide=True, code=code, connection_lost=code == 421)
     if 400 <= code < 500:
         about_recipient = stage in RECIPIENT_STAGES
+        # (another stage: a backend's reply without one, e.g. Django's SMTP backend)
         rate_limited = enhanced_status(text) == RATE_LIMITED or code == 421
         return TransportError(
             message,

@@ -142,13 +142,16 @@ def test_a_server_down_for_hours_fails_nobody(smtp_settings, smtp_sink):
     assert tick().sent == 1
 
 
-def test_a_4xx_to_mail_from_stops_the_portion_and_charges_nobody(
-    smtp_settings, smtp_sink, outbound_unlimited
+@pytest.mark.parametrize(
+    "reply", ["451 4.3.0 Sender throttled, try later", "553 5.7.1 Sender address rejected"]
+)
+def test_a_refused_mail_from_stops_the_portion_and_charges_nobody(
+    reply, smtp_settings, smtp_sink, outbound_unlimited
 ):
     mass_email = make_queued_mass_email(3)
-    smtp_sink.mail_reply = "451 4.3.0 Sender throttled, try later"
+    smtp_sink.mail_reply = reply
     result = tick()
-    assert result.sent == 0 and "MAIL FROM: 451" in result.stopped
+    assert result.sent == 0 and f"MAIL FROM: {reply}" in result.stopped
     assert set(mass_email.queue_items.values_list("status", "attempt_count")) == {
         (Status.PENDING, 0)
     }
