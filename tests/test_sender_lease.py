@@ -87,3 +87,23 @@ def test_a_worker_whose_lease_ran_out_sends_nothing_more(
     assert result.stopped == LEASE_LOST and result.sent == 0
     assert smtp_sink.received == []
     assert set(mass_email.queue_items.values_list("status", flat=True)) == {Status.PENDING}
+
+
+@pytest.mark.django_db
+def test_the_page_says_a_dead_workers_claims_go_back_at_the_next_tick(outbound_unlimited):
+    from massmail.dashboard import progress_of
+
+    mass_email = make_queued_mass_email(4)
+    now = timezone.now()
+    items = list(mass_email.queue_items.order_by("pk"))
+    QueueItem.objects.filter(pk__in=[i.pk for i in items[:2]]).update(
+        status=Status.SENDING, claimed_at=now, claimed_by="dead:1"
+    )
+    QueueItem.objects.filter(pk=items[2].pk).update(
+        status=Status.SENDING, claimed_at=now, claimed_by="alive:2"
+    )
+    SenderLease.objects.create(holder="dead:1", expires_at=now - timedelta(seconds=1))
+    SenderLease.objects.create(holder="alive:2", expires_at=now + timedelta(minutes=1))
+    silent = progress_of(mass_email).silent
+    assert silent.count == 2  # the live worker's claim, however old, is not silent
+    assert silent.freed_at <= now + timedelta(minutes=10)  # the next tick, not 15 minutes
