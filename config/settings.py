@@ -107,6 +107,14 @@ SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstr
 # Opt-in: hits on tracked links and the open pixel commit asynchronously on
 # PostgreSQL (see tracking/hit_statement.py for the trade-off); unsubscribes never do.
 MASSMAIL_HITS_ASYNC_COMMIT = env_bool("MASSMAIL_HITS_ASYNC_COMMIT", False)
+# Sending (massmail.sending): a worker's claims are taken back only when its lease has
+# run out (renewed as it sends); claims made without a lease (older code) by age.
+MASSMAIL_SENDER_LEASE_SECONDS = env_int("MASSMAIL_SENDER_LEASE_SECONDS", 90)
+MASSMAIL_UNLEASED_STALE_MINUTES = env_int("MASSMAIL_UNLEASED_STALE_MINUTES", 15)
+# A receiving domain that answers 421 or 4.7.28 (or this many temporary failures in a
+# row) is paused for this long; Gmail asks for at least 10 minutes.
+MASSMAIL_DOMAIN_PAUSE_MINUTES = env_int("MASSMAIL_DOMAIN_PAUSE_MINUTES", 10)
+MASSMAIL_DOMAIN_FAILURES_IN_A_ROW = env_int("MASSMAIL_DOMAIN_FAILURES_IN_A_ROW", 10)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

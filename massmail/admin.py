@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.auth import get_user_model
@@ -15,8 +16,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from massmail.dashboard import MassEmailDashboard, progress_of, unsent_count
-from massmail.models import MassEmail, OutboundSettings, QueueItem
+from massmail.models import DomainThrottle, MassEmail, OutboundSettings, QueueItem, SendingPause
 from massmail.presend import PAST_START_GRACE
+from massmail.retry import retry_plan, settle_delivered
 from massmail.send_test import SendTestResult, send_test
 from targets.models import Account, Contact, Lead, validate_address
 
@@ -449,6 +451,47 @@ class QueueItemAdmin(admin.ModelAdmin):
         return request.user.has_perm("massmail.change_massemail")
 
     @admin.action(description="Retry (delivery unknown or failed items)", permissions=["retry"])
-    def retry_action(self, request, queryset) -> None:
+    def retry_action(self, request, queryset):
+        """First a page that says what Retry would do (how many may get a second copy);
+        its button acts."""
+        if request.POST.get("confirm") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Retry these queue items?",
+                "plan": retry_plan(queryset),
+                "selected": queryset.values_list("pk", flat=True),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(
+                request, "admin/massmail/queueitem/retry_confirmation.html", context
+            )
+        settled = settle_delivered(queryset)
         retried = queryset.retry()
-        self.message_user(request, f"{retried} item(s) back to Pending; the next tick sends them.")
+        self.message_user(
+            request,
+            f"{retried} item(s) back to Pending; the next tick sends them."
+            f" {settled} known to be delivered marked Sent.",
+        )
+        return None
+
+
+@admin.register(DomainThrottle)
+class DomainThrottleAdmin(admin.ModelAdmin):
+    """Caps per receiving domain, besides the hourly cap of the outbound settings."""
+
+    list_display = ["domain", "per_minute", "per_hour"]
+    list_editable = ["per_minute", "per_hour"]
+    search_fields = ["domain"]
+
+
+@admin.register(SendingPause)
+class SendingPauseAdmin(admin.ModelAdmin):
+    """What sending waits for; deleting a pause lifts it."""
+
+    list_display = ["kind", "key", "since", "paused_until", "reason"]
+    list_filter = ["kind"]
+    readonly_fields = ["kind", "key", "since", "paused_until", "reason"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -17,7 +17,7 @@ from django.urls import path
 from django.utils import timezone
 
 from massmail.jobs import job_statuses
-from massmail.models import MassEmail, OutboundSettings, QueueItem
+from massmail.models import MassEmail, OutboundSettings, QueueItem, SenderLease, SendingPause
 from massmail.placeholders import CompositionError
 from massmail.presend import presend_warnings
 from massmail.preview import candidates, key_for_address, preview
@@ -25,21 +25,22 @@ from massmail.queue import recipient_count
 from massmail.schedule import next_tick_at
 from massmail.sending import (
     CAP_WINDOW,
-    HEARTBEAT_EVERY,
-    STALE_AFTER,
+    domain_budgets,
+    recipient_domain,
     tick_allowance,
     tick_interval_minutes,
+    unleased_stale_after,
     used_in_window,
 )
+from massmail.transport import server_key
 
 LAST_ERRORS = 10
 Status = QueueItem.Status
 
 
-# A working sender refreshes its claims every HEARTBEAT_EVERY: claims this much older
-# belong to a worker that died (or froze). They keep their share of the hourly cap until
-# reconcile_stale() frees them, STALE_AFTER after the claim.
-SILENT_AFTER = 3 * HEARTBEAT_EVERY
+# Claims made without a lease (a Send Test's, older code's) this much older belong to a
+# worker that died (or froze); they are freed `unleased_stale_after()` after the claim.
+SILENT_AFTER = timedelta(minutes=3)
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,27 @@ class SilentClaims:
 
 
 def silent_claims(mass_email: MassEmail, now: datetime) -> SilentClaims | None:
-    found = mass_email.queue_items.filter(
-        status=Status.SENDING, claimed_at__lt=now - SILENT_AFTER
-    ).aggregate(n=models.Count("id"), oldest=models.Min("claimed_at"))
-    if not found["n"]:
+    """Claims of a dead worker: its lease ran out (freed by the next tick), or it had
+    none and the claims are old."""
+    sending = mass_email.queue_items.filter(status=Status.SENDING)
+    expired = SenderLease.objects.filter(expires_at__lte=now).values("holder")
+    dead = sending.filter(claimed_by__in=expired).aggregate(
+        n=models.Count("id"), oldest=models.Min("claimed_at")
+    )
+    unleased = (
+        sending.exclude(claimed_by__in=SenderLease.objects.values("holder"))
+        .filter(claimed_at__lt=now - SILENT_AFTER)
+        .aggregate(n=models.Count("id"), oldest=models.Min("claimed_at"))
+    )
+    count = dead["n"] + unleased["n"]
+    if not count:
         return None
-    return SilentClaims(found["n"], found["oldest"], found["oldest"] + STALE_AFTER)
+    oldest = min(t for t in (dead["oldest"], unleased["oldest"]) if t is not None)
+    if dead["n"]:
+        freed_at = next_tick_at(now) or now
+    else:
+        freed_at = unleased["oldest"] + unleased_stale_after()
+    return SilentClaims(count, oldest, freed_at)
 
 
 @dataclass
@@ -176,6 +192,55 @@ def unsent_count(mass_email: MassEmail) -> int:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    key: str  # "server", "domain-paused", "domain-capped", "retrying"
+    label: str
+    count: int
+
+
+def why_waiting(mass_email: MassEmail, now: datetime | None = None) -> list[Waiting]:
+    """Why pending items are not going out now, with how many each reason holds."""
+    now = now or timezone.now()
+    pending = mass_email.queue_items.filter(is_test=False, status=Status.PENDING)
+    reasons = []
+    key = server_key(mass_email)
+    server = SendingPause.objects.filter(kind=SendingPause.Kind.SERVER, key=key).first()
+    if server is not None:
+        label = (
+            f"Waiting for the SMTP server {key} (since {server.since:%Y-%m-%d %H:%M}):"
+            f" {server.reason}. Nobody is charged an attempt."
+        )
+        reasons.append(Waiting("server", label, pending.count()))
+    retrying = pending.filter(attempt_count__gt=0, next_attempt_at__gt=now).count()
+    if retrying:
+        label = "Retrying recipients: a temporary failure of their own, each with its backoff"
+        reasons.append(Waiting("retrying", label, retrying))
+    blocked = [domain for domain, room in domain_budgets(now).items() if room <= 0]
+    if blocked:
+        pauses = dict(
+            SendingPause.objects.filter(
+                kind=SendingPause.Kind.DOMAIN, key__in=blocked, paused_until__gt=now
+            ).values_list("key", "paused_until")
+        )
+        counts = (
+            pending.annotate(domain=recipient_domain())
+            .filter(domain__in=blocked)
+            .values("domain")
+            .annotate(n=models.Count("id"))
+            .values_list("domain", "n")
+        )
+        for domain, n in sorted(counts):
+            if domain in pauses:
+                until = f"{pauses[domain]:%H:%M}"
+                label = f"Deferred by domain: {domain} asked us to wait, until {until}"
+                reasons.append(Waiting("domain-paused", label, n))
+            else:
+                label = f"Paused by throttling: {domain} has reached its cap for now"
+                reasons.append(Waiting("domain-capped", label, n))
+    return reasons
+
+
+@dataclass(frozen=True)
 class Segment:
     key: str
     label: str
@@ -237,6 +302,7 @@ class MassEmailDashboard:
             "progress": progress,
             "progress_segments": progress_segments(progress),
             "last_errors": last_errors(mass_email),
+            "why_waiting": why_waiting(mass_email),
             "presend_warnings": presend_warnings(mass_email),
             "job_statuses": job_statuses(),
         }

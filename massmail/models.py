@@ -228,8 +228,12 @@ class MassEmail(models.Model):
 
 class QueueItemQuerySet(models.QuerySet):
     def retry(self) -> int:
-        """Put Delivery unknown or Failed items back to Pending (the admin's "Retry")."""
+        """Put Delivery unknown or Failed items back to Pending (the admin's "Retry"),
+        except the unknown ones known to be delivered: those are Sent (massmail.retry)."""
+        from massmail.retry import settle_delivered  # it needs the sending engine
+
         Status = QueueItem.Status
+        settle_delivered(self)
         retried = self.filter(status__in=[Status.UNKNOWN, Status.FAILED], is_test=False).update(
             status=Status.PENDING,
             attempt_count=0,
@@ -352,3 +356,68 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} at {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class SenderLease(models.Model):
+    """A sending worker is alive while its lease runs (massmail.sending renews it as it
+    sends); only an expired lease's claims are reconciled. `offered_*` is the last item,
+    in sending order, that the holder may have handed to SMTP: the holder moves it
+    forward before it sends further, so items after it were never offered."""
+
+    holder = models.CharField(max_length=200, unique=True)
+    expires_at = models.DateTimeField()
+    offered_mass_email_id = models.BigIntegerField(null=True, blank=True)
+    offered_item_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "sender lease"
+
+    def __str__(self) -> str:
+        return self.holder
+
+
+class DomainThrottle(models.Model):
+    """Caps per receiving domain (e.g. gmail.com), besides the global hourly cap."""
+
+    domain = models.CharField(
+        max_length=255, unique=True, help_text="The part after @, e.g. gmail.com."
+    )
+    per_minute = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: no cap."
+    )
+    per_hour = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: no cap."
+    )
+
+    class Meta:
+        verbose_name = "receiving domain throttle"
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    def save(self, *args, **kwargs) -> None:
+        self.domain = self.domain.strip().lower()
+        super().save(*args, **kwargs)
+
+
+class SendingPause(models.Model):
+    """Sending towards a receiving domain, or through an SMTP server, waits until
+    `paused_until` because the server said so (421, 4.7.28, connection refused)."""
+
+    class Kind(models.TextChoices):
+        DOMAIN = "domain", "Receiving domain"
+        SERVER = "server", "SMTP server"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    key = models.CharField(max_length=255, help_text="The domain, or host:port of the server.")
+    paused_until = models.DateTimeField()
+    since = models.DateTimeField()
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "sending pause"
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="sending_pause_key")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.key} until {self.paused_until:%H:%M}"

@@ -10,9 +10,14 @@ Three transports, chosen once per portion (`transport_for`):
   metadata, locmem in tests); the .eml outbox of the embedded default takes the raw bytes.
 
 Every failure is a `TransportError` whose flags decide the queue item's fate (see
-massmail.sending): `permanent` fails the item, `throttled` stops the portion without
-burning an attempt, `recipient_unknown` also records a hard bounce, `uncertain` means the
-server may have taken the message (the item becomes "delivery unknown", never resent).
+massmail.sending): `permanent` fails the item, `recipient_unknown` also records a hard
+bounce, `uncertain` means the server may have taken the message (the item becomes
+"delivery unknown", never resent). Temporary failures are told apart by whom they are
+about: `server_wide` (the server cannot be reached, or refuses us whatever the recipient:
+any refusal at connect or of MAIL FROM) makes the mass email wait and charges nobody;
+`domain_throttled` (421 or Gmail's 4.7.28 rate limit at RCPT or DATA) pauses the
+recipient's domain and charges nobody; any other 4xx at RCPT or DATA is the recipient's
+own and defers that item alone.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from massmail.composition import PreparedMessage, Rendered
 from massmail.models import QueueItem
 from massmail.recipients import RecipientContext
 
-# Provider throttling: back off without holding it against the message.
-THROTTLING_CODES = frozenset({421, 450, 451, 454})
+RECIPIENT_STAGES = frozenset({"RCPT", "DATA", "end of DATA"})
+SERVER_STAGES = frozenset({"connect", "MAIL FROM"})
+RATE_LIMITED = "4.7.28"  # Gmail: "unusual rate of unsolicited mail" from this sender
 _ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -50,7 +56,8 @@ class TransportError(Exception):
         message: str,
         *,
         permanent: bool = False,
-        throttled: bool = False,
+        server_wide: bool = False,
+        domain_throttled: bool = False,
         recipient_unknown: bool = False,
         uncertain: bool = False,
         connection_lost: bool = False,
@@ -59,7 +66,8 @@ class TransportError(Exception):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
-        self.throttled = throttled
+        self.server_wide = server_wide
+        self.domain_throttled = domain_throttled
         self.recipient_unknown = recipient_unknown
         self.uncertain = uncertain
         # The connection is gone: the rest of the portion cannot go out on it.
@@ -72,9 +80,19 @@ def error_for_reply(code: int, reply: bytes | str, *, stage: str) -> TransportEr
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     message = f"{stage}: {code} {text}".strip()
     status = _ENHANCED_STATUS.search(text)
+    if stage in SERVER_STAGES:
+        # Refused before any recipient was named: about us, never about a recipient.
+        return TransportError(message, server_wide=True, code=code, connection_lost=code == 421)
     if 400 <= code < 500:
+        about_recipient = stage in RECIPIENT_STAGES
+        # (another stage: a backend's reply without one, e.g. Django's SMTP backend)
+        rate_limited = enhanced_status(text) == RATE_LIMITED or code == 421
         return TransportError(
-            message, throttled=code in THROTTLING_CODES, code=code, connection_lost=code == 421
+            message,
+            server_wide=not about_recipient,
+            domain_throttled=about_recipient and rate_limited,
+            code=code,
+            connection_lost=code == 421,
         )
     recipient_unknown = (
         stage == "RCPT" and status is not None and status.group(1, 2) == ("5", "1")
@@ -155,7 +173,9 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError) as error:
             # Before DATA's final reply nothing was accepted: a plain transient error.
             self._drop()
-            raise TransportError(f"connection lost: {error}", connection_lost=True) from error
+            raise TransportError(
+                f"connection lost: {error}", connection_lost=True, server_wide=True
+            ) from error
 
     def _transaction(
         self, smtp: smtplib.SMTP, mail_from: str, rcpt_to: list[str], raw: bytes
@@ -241,6 +261,7 @@ class SmtpTransport:
             raise TransportError(
                 f"SMTP login to {server.host} refused: {error.smtp_code}",
                 connection_lost=True,
+                server_wide=True,
                 code=error.smtp_code,
             ) from error
         except smtplib.SMTPConnectError as error:
@@ -249,6 +270,7 @@ class SmtpTransport:
             raise TransportError(
                 f"cannot reach SMTP server {server.host}:{server.port}: {error}",
                 connection_lost=True,
+                server_wide=True,
             ) from error
         self.smtp = smtp
         return smtp
@@ -333,18 +355,37 @@ def _error_from_backend(error: Exception) -> TransportError:
         return error_for_reply(code, reply, stage="RCPT")
     if isinstance(error, smtplib.SMTPResponseException):
         return error_for_reply(error.smtp_code, error.smtp_error, stage="SMTP")
+    if isinstance(error, OSError) or isinstance(error.__cause__, OSError):
+        # The backend's server or API cannot be reached (requests' errors are OSErrors).
+        return TransportError(
+            f"cannot reach the email backend: {error}", server_wide=True, connection_lost=True
+        )
     # django-anymail marks recipients its provider rejected.
     if type(error).__name__ == "AnymailRecipientsRefused":
         return TransportError(f"rejected by the provider: {error}", permanent=True)
     return TransportError(f"{type(error).__name__}: {error}")
 
 
-def transport_for(mass_email) -> Transport:
+def smtp_server_for(mass_email) -> SmtpServer | None:
+    """The SMTP server a mass email's messages go through (None: another email backend)."""
     account = mass_email.group_email_account
     if account is not None and account.use_smtp_for_mass_email and account.smtp_host:
-        return SmtpTransport(SmtpServer.from_group_account(account))
+        return SmtpServer.from_group_account(account)
     if settings.EMAIL_BACKEND == SMTP_BACKEND:
-        return SmtpTransport(SmtpServer.from_settings())
+        return SmtpServer.from_settings()
+    return None
+
+
+def server_key(mass_email) -> str:
+    """What a wait for the server is recorded under: host:port, or the email backend."""
+    server = smtp_server_for(mass_email)
+    return f"{server.host}:{server.port}" if server else settings.EMAIL_BACKEND
+
+
+def transport_for(mass_email) -> Transport:
+    server = smtp_server_for(mass_email)
+    if server is not None:
+        return SmtpTransport(server)
     backend_class = import_string(settings.EMAIL_BACKEND)
     if hasattr(backend_class, "write"):
         return OutboxTransport(backend_class())

@@ -13,7 +13,7 @@ from django.utils import timezone
 from massmail.dashboard import progress_of
 from massmail.models import QueueItem
 from massmail.sending import CAP_WINDOW, tick, used_in_window
-from tests.fixtures.sending import make_queued_mass_email, set_outbound
+from tests.fixtures.sending import make_queued_mass_email, run_ticks_at_once, set_outbound
 from tests.services import require_postgres
 
 pytestmark = pytest.mark.django_db
@@ -70,28 +70,12 @@ def test_concurrent_workers_across_hours_never_exceed_the_cap(smtp_settings, smt
     start = timezone.now()
     results = []
 
-    def run_workers(count: int) -> None:
-        barrier = threading.Barrier(count)
-
-        def work() -> None:
-            barrier.wait()
-            try:
-                results.append(tick())
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=work) for _ in range(count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
     with time_machine.travel(start, tick=True) as clock:
         for _ in range(5):
-            run_workers(3)
-            run_workers(2)  # overlapping ticks later in the same hour send nothing
+            run_ticks_at_once(3, results)
+            run_ticks_at_once(2, results)  # overlapping ticks later in the same hour send nothing
             clock.shift(timedelta(minutes=20))
-            run_workers(2)
+            run_ticks_at_once(2, results)
             clock.shift(timedelta(minutes=41))
     assert_cap_held(cap)
     recipients = smtp_sink.recipients()

@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from massmail.dashboard import progress_of, progress_segments
+from massmail.models import DomainThrottle
 from massmail.sending import tick
 from tests.fixtures.sending import make_queued_mass_email
 
@@ -40,3 +41,19 @@ def test_pending_queue_shows_the_next_portion(admin_client, outbound_unlimited):
     shown = progress_of(mass_email).next_portion_at
     assert (shown is None) == ('id="next-portion"' not in html)
     assert "Pause" in html and "Cancel sending" in html
+
+
+def test_the_page_says_why_items_wait(admin_client, smtp_settings, smtp_sink, outbound_unlimited):
+    DomainThrottle.objects.create(domain="capped.test", per_hour=1)
+    mass_email = make_queued_mass_email(
+        addresses=["slow@example.com"], domains={"paused.test": 2, "capped.test": 3}
+    )
+    smtp_sink.refuse["@paused.test"] = "421 4.7.0 Come back later"
+    smtp_sink.refuse["slow@example.com"] = "452 4.2.2 Mailbox full"
+    tick()
+    url = reverse("admin:massmail_massemail_change", args=[mass_email.pk])
+    html = admin_client.get(url).content.decode()
+    assert 'id="why-waiting"' in html
+    assert 'data-waiting="retrying">Retrying recipients' in html
+    assert "Deferred by domain: paused.test asked us to wait" in html
+    assert "Paused by throttling: capped.test has reached its cap for now: <strong>2" in html

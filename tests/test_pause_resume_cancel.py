@@ -94,7 +94,11 @@ def test_retry_puts_unknown_and_failed_items_back(client, outbound_unlimited):
     MassEmail.objects.filter(pk=mass_email.pk).update(status=MassEmail.Status.COMPLETE)
     client.post(
         reverse("admin:massmail_queueitem_changelist"),
-        {"action": "retry_action", "_selected_action": [item.pk for item in items]},
+        {
+            "action": "retry_action",
+            "_selected_action": [item.pk for item in items],
+            "confirm": "yes",  # after the page saying what it would do (test_retry_unknown)
+        },
     )
     statuses = list(mass_email.queue_items.order_by("id").values_list("status", "attempt_count"))
     assert statuses == [(Status.PENDING, 0), (Status.PENDING, 0), (Status.SENT, 0)]

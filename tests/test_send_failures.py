@@ -9,7 +9,8 @@ import time_machine
 from django.utils import timezone
 
 from bounces.models import BounceEvent
-from massmail.models import MassEmail, QueueItem
+from massmail.dashboard import why_waiting
+from massmail.models import MassEmail, QueueItem, SendingPause
 from massmail.sending import RETRY_BACKOFF, tick
 from targets.models import EmailAddress
 from tests.fixtures.sending import make_queued_mass_email, set_outbound
@@ -61,24 +62,25 @@ def test_other_5xx_replies_fail_the_item_without_a_bounce(
     assert not BounceEvent.objects.exists()
 
 
-def test_throttling_stops_the_portion_without_burning_attempts(
+def test_a_421_at_rcpt_pauses_the_domain_without_burning_attempts(
     pipelining, smtp_settings, smtp_sink, outbound_unlimited
 ):
     mass_email = make_queued_mass_email(6)
-    smtp_sink.fail_next(1, "451 4.7.1 Try again later")
-    result = tick()
-    assert result.sent == 0 and result.stopped.endswith("451 4.7.1 Try again later")
-    items = mass_email.queue_items.all()
-    assert {item.status for item in items} == {Status.PENDING}
-    assert {item.attempt_count for item in items} == {0}
-    assert not any(item.next_attempt_at for item in items)
-    # Throttled for a while: items wait, never fail.
-    for _ in range(5):
-        smtp_sink.fail_next(1, "421 4.7.0 Too many messages, slow down")
-        assert tick().sent == 0
-    assert mass_email.queue_items.filter(status=Status.PENDING, attempt_count=0).count() == 6
-    smtp_sink.fail_next(0)
-    assert tick().sent == 6
+    smtp_sink.fail_next(1, "421 4.7.0 Too many messages, slow down")
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        assert tick().sent == 0  # every item is at example.com, now paused
+        items = mass_email.queue_items.all()
+        assert {item.status for item in items} == {Status.PENDING}
+        assert {item.attempt_count for item in items} == {0}
+        assert not any(item.next_attempt_at for item in items)
+        pause = SendingPause.objects.get(kind=SendingPause.Kind.DOMAIN)
+        assert pause.key == "example.com" and "421" in pause.reason
+        assert pause.paused_until == start + timedelta(minutes=10)
+        clock.shift(timedelta(minutes=9))
+        assert tick().claimed == 0  # still paused: nothing is even claimed
+        clock.shift(timedelta(minutes=1, seconds=1))
+        assert tick().sent == 6
     assert len(smtp_sink.recipients()) == 6
 
 
@@ -111,26 +113,48 @@ def test_a_server_that_is_down_makes_the_queue_wait(smtp_settings, smtp_sink, ou
     result = tick()
     assert result.sent == 0 and "cannot reach SMTP server" in result.stopped
     items = list(mass_email.queue_items.order_by("id"))
-    # The item in hand is charged an attempt; the others were never offered.
-    assert [(i.status, i.attempt_count) for i in items] == [(Status.PENDING, 1)] + [
-        (Status.PENDING, 0)
-    ] * 3
+    # An outage is nobody's fault: no item is charged an attempt, none waits for a backoff.
+    assert [(i.status, i.attempt_count, i.next_attempt_at) for i in items] == [
+        (Status.PENDING, 0, None)
+    ] * 4
     assert "cannot reach SMTP server" in items[0].last_error
+    waiting = why_waiting(mass_email)
+    assert [(w.key, w.count) for w in waiting] == [("server", 4)]
+    assert "cannot reach SMTP server" in waiting[0].label
     smtp_sink.start()
-    assert tick().sent == 3  # the first one waits for its backoff
-    with time_machine.travel(timezone.now() + RETRY_BACKOFF + timedelta(seconds=1)):
-        assert tick().sent == 1
+    assert tick().sent == 4
     assert len(smtp_sink.recipients()) == 4
+    assert why_waiting(mass_email) == []
 
 
-def test_a_server_down_for_good_fails_items_after_max_attempts(smtp_settings, smtp_sink):
+def test_a_server_down_for_hours_fails_nobody(smtp_settings, smtp_sink):
     set_outbound(max_per_hour=1000, max_attempts=2)
     mass_email = make_queued_mass_email(1)
     smtp_sink.stop()
     with time_machine.travel(timezone.now(), tick=False) as clock:
-        tick()
-        clock.shift(RETRY_BACKOFF + timedelta(seconds=1))
-        tick()
+        for _ in range(12):
+            tick()
+            clock.shift(RETRY_BACKOFF * 4)
     item = mass_email.queue_items.get()
-    assert (item.status, item.attempt_count) == (Status.FAILED, 2)
+    assert (item.status, item.attempt_count) == (Status.PENDING, 0)
     assert "cannot reach SMTP server" in item.last_error
+    smtp_sink.start()
+    assert tick().sent == 1
+
+
+@pytest.mark.parametrize(
+    "reply", ["451 4.3.0 Sender throttled, try later", "553 5.7.1 Sender address rejected"]
+)
+def test_a_refused_mail_from_stops_the_portion_and_charges_nobody(
+    reply, smtp_settings, smtp_sink, outbound_unlimited
+):
+    mass_email = make_queued_mass_email(3)
+    smtp_sink.mail_reply = reply
+    result = tick()
+    assert result.sent == 0 and f"MAIL FROM: {reply}" in result.stopped
+    assert set(mass_email.queue_items.values_list("status", "attempt_count")) == {
+        (Status.PENDING, 0)
+    }
+    assert [w.key for w in why_waiting(mass_email)] == ["server"]
+    smtp_sink.mail_reply = ""
+    assert tick().sent == 3
