@@ -16,10 +16,18 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from massmail.dashboard import MassEmailDashboard, progress_of, unsent_count
-from massmail.models import DomainThrottle, MassEmail, OutboundSettings, QueueItem, SendingPause
+from massmail.models import (
+    DomainThrottle,
+    MassEmail,
+    OutboundSettings,
+    QueueItem,
+    SendingPause,
+    SplitTest,
+)
 from massmail.presend import PAST_START_GRACE
 from massmail.retry import retry_plan, settle_delivered
 from massmail.send_test import SendTestResult, send_test
+from massmail.splittests import pick_winner, split_test_of, variant_figures
 from targets.models import Account, Contact, Lead, validate_address
 
 
@@ -205,7 +213,13 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
                 ("resume", "Resume", mass_email.can_resume()),
                 ("cancel", "Cancel sending", mass_email.can_cancel()),
             ]
-        extra_context = {**(extra_context or {}), "sending_buttons": buttons}
+        extra_context = {
+            **(extra_context or {}),
+            "sending_buttons": buttons,
+        }
+        test = split_test_of(mass_email) if mass_email is not None else None
+        if test is not None:
+            extra_context.update(split_test=test, split_figures=variant_figures(test))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
@@ -223,6 +237,11 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
                 name="massmail_massemail_send_test_autocomplete",
             ),
             path(
+                "<int:object_id>/split-winner/<str:letter>/",
+                self.admin_site.admin_view(self.split_winner_view),
+                name="massmail_massemail_split_winner",
+            ),
+            path(
                 "<int:object_id>/sending/<str:verb>/",
                 self.admin_site.admin_view(self.status_view),
                 name="massmail_massemail_status",
@@ -231,6 +250,18 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         return own + super().get_urls()
 
     _VERBS = ("schedule", "pause", "resume", "cancel")
+
+    def split_winner_view(self, request, object_id: int, letter: str):
+        """The A/B test panel's "Pick as winner" buttons (POST only; once)."""
+        test = get_object_or_404(SplitTest, parent_id=object_id)
+        if not self.has_change_permission(request, test.parent):
+            raise PermissionDenied
+        if request.method == "POST":
+            if pick_winner(test.pk, letter, by=request.user.get_username()):
+                self.message_user(request, f"Variant {letter} wins; it gets the rest.")
+            else:
+                self.message_user(request, "The winner is already picked.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:massmail_massemail_change", args=[object_id]))
 
     def status_view(self, request, object_id: int, verb: str):
         """The lifecycle buttons of the change page (POST only); Cancel asks first."""
