@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from campaigns.models import EmailTemplate
 from massmail.dashboard import MassEmailDashboard, progress_of, unsent_count
 from massmail.models import (
     DomainThrottle,
@@ -23,11 +24,18 @@ from massmail.models import (
     QueueItem,
     SendingPause,
     SplitTest,
+    SplitVariant,
 )
 from massmail.presend import PAST_START_GRACE
 from massmail.retry import retry_plan, settle_delivered
 from massmail.send_test import SendTestResult, send_test
-from massmail.splittests import pick_winner, split_test_of, variant_figures
+from massmail.splittests import (
+    LETTERS,
+    create_split_test,
+    pick_winner,
+    split_test_of,
+    variant_figures,
+)
 from targets.models import Account, Contact, Lead, validate_address
 
 
@@ -526,3 +534,94 @@ class SendingPauseAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+class SplitTestForm(forms.ModelForm):
+    """A new A/B test: the parent (not started yet) and 2-4 variants, each a subject,
+    a from name or a template that differ from the parent's."""
+
+    class Meta:
+        model = SplitTest
+        fields = ["parent", "test_percent", "wait", "metric", "min_events", "tie_variant"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["parent"].queryset = MassEmail.objects.filter(
+            status__in=[MassEmail.Status.DRAFT, MassEmail.Status.PENDING],
+            queue_built_at__isnull=True,
+            split_test__isnull=True,
+            split_variant__isnull=True,
+        )
+        for letter in LETTERS:
+            low = letter.lower()
+            self.fields[f"subject_{low}"] = forms.CharField(
+                label=f"Variant {letter}: subject", max_length=400, required=False
+            )
+            self.fields[f"from_name_{low}"] = forms.CharField(
+                label=f"Variant {letter}: from name", max_length=200, required=False
+            )
+            self.fields[f"template_{low}"] = forms.ModelChoiceField(
+                EmailTemplate.objects.all(), label=f"Variant {letter}: template", required=False
+            )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        variants = []
+        for letter in LETTERS:
+            low = letter.lower()
+            differs = {
+                "subject": data.get(f"subject_{low}"),
+                "from_name": data.get(f"from_name_{low}"),
+                "email_template": data.get(f"template_{low}"),
+            }
+            if any(differs.values()):
+                variants.append(differs)
+        if len(variants) < 2:
+            raise ValidationError("Fill in at least two variants (A and B).")
+        used = LETTERS[: len(variants)]
+        if data.get("tie_variant") not in used:
+            self.add_error("tie_variant", f"One of the variants: {', '.join(used)}.")
+        data["variants"] = variants
+        return data
+
+
+class SplitVariantInline(admin.TabularInline):
+    model = SplitVariant
+    fields = ["letter", "mass_email", "decided_sent", "decided_events"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SplitTest)
+class SplitTestAdmin(admin.ModelAdmin):
+    """Made here, run from the parent's page (figures, winner, manual pick)."""
+
+    form = SplitTestForm
+    list_display = ["parent", "metric", "test_percent", "state", "winner"]
+    list_filter = ["state", "metric"]
+    list_select_related = ["parent"]
+    inlines = [SplitVariantInline]
+    readonly_fields = ["state", "split_at", "decided_at", "winner", "decision"]
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        if obj is None:
+            return []
+        return [*SplitTestForm.Meta.fields, *self.readonly_fields]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # the test runs by itself; the pick is on the mass email page
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # its parent would hold the rest of its queue for ever
+
+    def save_model(self, request, obj, form, change) -> None:
+        fields = {name: form.cleaned_data[name] for name in SplitTestForm.Meta.fields}
+        parent = fields.pop("parent")
+        obj.pk = create_split_test(parent, form.cleaned_data["variants"], **fields).pk

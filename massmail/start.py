@@ -55,9 +55,9 @@ def _rows(queryset, *, with_warnings: bool = False) -> list[Row]:
 def start_page(now: datetime | None = None) -> StartPage:
     now = now or timezone.now()
     running = _rows(
-        MassEmail.objects.filter(status__in=[Status.IN_PROCESS, Status.PAUSED]).order_by(
-            "start_at"
-        ),
+        MassEmail.objects.filter(
+            status__in=[Status.IN_PROCESS, Status.PAUSED, Status.TESTING]
+        ).order_by("start_at"),
         with_warnings=True,
     )
     scheduled = _rows(

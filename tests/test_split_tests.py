@@ -191,3 +191,37 @@ def test_the_split_is_the_same_from_sql_and_from_the_orm(writer, monkeypatch):
         assert set(items) == set(order[n * 4 : (n + 1) * 4])
         assert _variant(test, letter).from_name == ["Ada", "Bob", "Cy"][n]
     assert test.parent.queue_items.count() == 18
+
+
+def test_an_a_b_test_is_made_in_the_admin(admin_client):
+    parent = make_queued_mass_email(3, status=Status.DRAFT, from_name="News")
+    add = reverse("admin:massmail_splittest_add")
+    form = {
+        "parent": parent.pk,
+        "test_percent": 20,
+        "wait": "02:00:00",
+        "metric": "clicks",
+        "min_events": 1,
+        "tie_variant": "C",
+        "subject_a": "Spring offers",
+        "subject_b": "Offers of spring",
+    }
+    page = admin_client.post(add, form)
+    assert "One of the variants: A, B." in page.content.decode()  # no variant C
+    page = admin_client.post(add, {**form, "tie_variant": "B", "subject_b": ""})
+    assert "Fill in at least two variants" in page.content.decode()
+    assert (
+        admin_client.post(add, {**form, "tie_variant": "B", "from_name_c": "Ada"}).status_code
+        == 302
+    )
+    test = SplitTest.objects.get(parent=parent)
+    assert test.wait == timedelta(hours=2) and test.tie_variant == "B"
+    subjects = [v.mass_email.email_template.subject for v in test.variants.all()]
+    assert subjects == ["Spring offers", "Offers of spring", parent.email_template.subject]
+    assert [v.mass_email.from_name for v in test.variants.all()] == ["News", "News", "Ada"]
+    assert {v.mass_email.status for v in test.variants.all()} == {Status.TESTING}
+    # The parent is offered no more.
+    assert admin_client.post(add, form).status_code == 200
+    page = admin_client.get(reverse("admin:massmail_massemail_change", args=[parent.pk]))
+    assert "Pick as winner" not in page.content.decode()  # not split yet
+    assert "Waiting for the queue" in page.content.decode()
