@@ -7,10 +7,11 @@ an In Process mass email has, within the caps, once each.
 2. The parent's queue is built once, as any mass email's (massmail/queue.py); in the same
    transaction `split_queue()` moves the test share, in an order seeded by the test's id,
    evenly to the variants (one UPDATE) and holds the parent in A/B testing.
-3. When the wait is over the beat job (`decide_due()`) counts, per variant, the queue
-   items with a hit by a person (machine hits excluded, as the statistics do), picks the
-   best rate or applies the tie rule, and moves the parent's rest to the winner's mass
-   email (one UPDATE). A manual test waits for `pick_winner()` from the mass email page.
+3. When the wait is over and the test share is sent, the beat job (`decide_due()`)
+   counts, per variant, the queue items with a hit by a person (machine hits excluded,
+   as the statistics do), picks the best rate or applies the tie rule, and moves the
+   parent's rest to the winner's mass email (one UPDATE). A manual test waits for
+   `pick_winner()` from the mass email page.
 
 Items move only while pending, before any log record or hit refers to them, and each
 address has one item in the whole test: the "one per mass email and address" constraint
@@ -26,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import EmailTemplate
@@ -223,11 +224,19 @@ def choose(test: SplitTest, figures: list[VariantFigures]) -> tuple[str, str]:
 
 
 def decide_due(now: datetime | None = None) -> list[int]:
-    """The beat job: pick the winner of every test whose wait is over (not manual ones)."""
+    """The beat job: pick the winner of every test whose wait is over and whose test
+    share is sent (not manual ones)."""
     now = now or timezone.now()
     testing = SplitTest.objects.filter(state=SplitTest.State.TESTING).exclude(
         metric=SplitTest.Metric.MANUAL
     )
+    # A share still going out under the caps would be judged on part of its people.
+    unsent = QueueItem.objects.filter(
+        mass_email__split_variant__split_test=OuterRef("pk"),
+        status__in=[QueueItem.Status.PENDING, QueueItem.Status.SENDING],
+        is_test=False,
+    )
+    testing = testing.exclude(Exists(unsent))
     due = [t.pk for t in testing.only("pk", "split_at", "wait") if t.decide_at <= now]
     return [pk for pk in due if decide(pk, now=now)]
 

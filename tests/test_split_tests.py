@@ -18,7 +18,7 @@ from massmail.queue import build_queue
 from massmail.sending import tick
 from massmail.splittests import create_split_test, decide_due, seed_of, split_order
 from tests.factories import make_template, make_tracking_url
-from tests.fixtures.sending import make_queued_mass_email
+from tests.fixtures.sending import make_queued_mass_email, set_outbound
 from tests.fixtures.tracking import BROWSER_AGENT
 from tracking import links
 from tracking.models import Hit
@@ -225,3 +225,15 @@ def test_an_a_b_test_is_made_in_the_admin(admin_client):
     page = admin_client.get(reverse("admin:massmail_massemail_change", args=[parent.pk]))
     assert "Pick as winner" not in page.content.decode()  # not split yet
     assert "Waiting for the queue" in page.content.decode()
+
+
+def test_no_winner_before_the_test_share_is_sent(smtp_settings, smtp_sink, outbound_unlimited):
+    set_outbound(max_per_batch=5)
+    test = _ab_test(50)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        assert tick().sent == 5  # of the 10 of the test share
+        clock.shift(timedelta(hours=2))
+        assert decide_due() == []
+        assert tick().sent == 5
+        assert decide_due() == [test.pk]
