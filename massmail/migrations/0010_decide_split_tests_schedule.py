@@ -26,7 +26,7 @@ def remove_schedule(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("massmail", "0008_split_tests"),
+        ("massmail", "0009_split_tests"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
