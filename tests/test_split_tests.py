@@ -237,3 +237,19 @@ def test_no_winner_before_the_test_share_is_sent(smtp_settings, smtp_sink, outbo
         assert decide_due() == []
         assert tick().sent == 5
         assert decide_due() == [test.pk]
+
+
+def test_the_beat_job_picks_winners_every_minute(smtp_settings, smtp_sink, outbound_unlimited):
+    from django_celery_beat.models import PeriodicTask
+
+    from massmail.start import start_page
+    from massmail.tasks import decide_split_tests
+
+    schedule = PeriodicTask.objects.get(task="massmail.tasks.decide_split_tests")
+    assert schedule.enabled and schedule.interval.every == 1
+    assert schedule.interval.period == "minutes"
+    test = _ab_test(10, wait=timedelta(0))
+    assert _variant(test, "A") not in [row.mass_email for row in start_page().running]
+    tick()
+    assert test.parent in [row.mass_email for row in start_page().running]
+    assert decide_split_tests.apply().get() == [test.pk]
