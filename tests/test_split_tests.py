@@ -83,10 +83,14 @@ def test_people_clicking_b_make_b_the_winner_of_the_rest(
         assert set(b.queue_items.values_list("pk", flat=True)) == set(order[100:200])
 
         url = make_tracking_url(test.parent.campaign)
-        clock.shift(timedelta(minutes=20))  # past the prompt window of scanners
-        _click(a.queue_items.all()[:30], SCANNER_AGENT, url)  # machines: must not count
+        a_items = list(a.queue_items.order_by("pk"))
+        clock.shift(timedelta(seconds=2))  # a gateway fetching links on delivery
+        _click(a_items[30:40], BROWSER_AGENT, url)
+        clock.shift(timedelta(minutes=20))  # past the prompt window
+        _click(a_items[:30], SCANNER_AGENT, url)  # machines: must not count
         _click(b.queue_items.all()[:7], BROWSER_AGENT, url)
-        assert Hit.objects.filter(queue_item__mass_email=a, is_machine=True).count() == 30
+        assert Hit.objects.filter(queue_item__mass_email=a, is_machine=True).count() == 40
+        assert not Hit.objects.filter(queue_item__mass_email=a, is_machine=False).exists()
 
         clock.shift(timedelta(minutes=30))
         assert decide_due() == []  # the wait is not over
