@@ -227,6 +227,7 @@ def decide_due(now: datetime | None = None) -> list[int]:
     """The beat job: pick the winner of every test whose wait is over and whose test
     share is sent (not manual ones)."""
     now = now or timezone.now()
+    _resume_winners()
     testing = SplitTest.objects.filter(state=SplitTest.State.TESTING).exclude(
         metric=SplitTest.Metric.MANUAL
     )
@@ -239,6 +240,21 @@ def decide_due(now: datetime | None = None) -> list[int]:
     testing = testing.exclude(Exists(unsent))
     due = [t.pk for t in testing.only("pk", "split_at", "wait") if t.decide_at <= now]
     return [pk for pk in due if decide(pk, now=now)]
+
+
+def _resume_winners() -> int:
+    """A tick completing the winner while its rest was moved in (its completion check
+    ran on a snapshot without them) left it Complete with pending items: back to sending."""
+    pending = QueueItem.objects.filter(
+        mass_email=OuterRef("pk"), status=QueueItem.Status.PENDING, is_test=False
+    )
+    return (
+        MassEmail.objects.filter(
+            status=Status.COMPLETE, split_variant__split_test__state=SplitTest.State.DECIDED
+        )
+        .filter(Exists(pending))
+        .update(status=Status.IN_PROCESS)
+    )
 
 
 def decide(test_id: int, *, now: datetime | None = None) -> bool:

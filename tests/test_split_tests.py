@@ -257,3 +257,12 @@ def test_the_beat_job_picks_winners_every_minute(smtp_settings, smtp_sink, outbo
     tick()
     assert test.parent in [row.mass_email for row in start_page().running]
     assert decide_split_tests.apply().get() == [test.pk]
+    test.refresh_from_db()
+    winner = _variant(test, test.winner)
+    assert winner.queue_items.filter(status=QueueItem.Status.PENDING).count() == 8
+    # As a tick racing the move leaves it (completed on a snapshot without the rest):
+    MassEmail.objects.filter(pk=winner.pk).update(status=Status.COMPLETE)
+    assert decide_split_tests.apply().get() == []
+    winner.refresh_from_db()
+    assert winner.status == Status.IN_PROCESS
+    assert tick().sent == 8
