@@ -140,6 +140,9 @@ def test_a_tie_keeps_the_rule_s_variant_and_the_page_says_so(
     assert "Tie of A, B on opens by people: the rule keeps variant A." in html
     assert "Winner: variant A" in html
     assert "2 (40.00%)" in html  # B's opens by people at the decision, of 5 sent
+    assert "2 of 5" in html  # the figures the pick was made on
+    variant_page = admin_client.get(reverse("admin:massmail_massemail_change", args=[b.pk]))
+    assert "Winner: variant A" in variant_page.content.decode()  # a variant's page too
 
 
 def test_too_few_events_fall_to_the_rule(smtp_settings, smtp_sink, outbound_unlimited):
