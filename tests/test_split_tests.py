@@ -269,3 +269,24 @@ def test_the_beat_job_picks_winners_every_minute(smtp_settings, smtp_sink, outbo
     winner.refresh_from_db()
     assert winner.status == Status.IN_PROCESS
     assert tick().sent == 8
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_worker_runs_the_pick_and_the_send_tick_sends_the_rest(
+    smtp_settings, smtp_sink, outbound_unlimited, celery_worker_on_redis
+):
+    from massmail.tasks import decide_split_tests, send_mass_emails
+    from tests.fixtures.celery_worker import wait_until
+
+    test = _ab_test(30, wait=timedelta(0))
+    send_mass_emails.delay()
+    wait_until(lambda: len(smtp_sink.received) == 6)
+    decide_split_tests.delay()
+    wait_until(lambda: SplitTest.objects.get(pk=test.pk).state == SplitTest.State.DECIDED)
+    send_mass_emails.delay()
+    wait_until(lambda: len(smtp_sink.received) == 30)
+    test.refresh_from_db()
+    assert test.winner == "A" and test.decision.startswith("Too few clicks by people")
+    assert _subjects(smtp_sink) == {"Subject A": 27, "Subject B": 3}
+    assert len(set(smtp_sink.recipients())) == 30
