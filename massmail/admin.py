@@ -15,11 +15,27 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from campaigns.models import EmailTemplate
 from massmail.dashboard import MassEmailDashboard, progress_of, unsent_count
-from massmail.models import DomainThrottle, MassEmail, OutboundSettings, QueueItem, SendingPause
+from massmail.models import (
+    DomainThrottle,
+    MassEmail,
+    OutboundSettings,
+    QueueItem,
+    SendingPause,
+    SplitTest,
+    SplitVariant,
+)
 from massmail.presend import PAST_START_GRACE
 from massmail.retry import retry_plan, settle_delivered
 from massmail.send_test import SendTestResult, send_test
+from massmail.splittests import (
+    LETTERS,
+    create_split_test,
+    pick_winner,
+    split_test_of,
+    variant_figures,
+)
 from targets.models import Account, Contact, Lead, validate_address
 
 
@@ -205,7 +221,13 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
                 ("resume", "Resume", mass_email.can_resume()),
                 ("cancel", "Cancel sending", mass_email.can_cancel()),
             ]
-        extra_context = {**(extra_context or {}), "sending_buttons": buttons}
+        extra_context = {
+            **(extra_context or {}),
+            "sending_buttons": buttons,
+        }
+        test = split_test_of(mass_email) if mass_email is not None else None
+        if test is not None:
+            extra_context.update(split_test=test, split_figures=variant_figures(test))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
@@ -223,6 +245,11 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
                 name="massmail_massemail_send_test_autocomplete",
             ),
             path(
+                "<int:object_id>/split-winner/<str:letter>/",
+                self.admin_site.admin_view(self.split_winner_view),
+                name="massmail_massemail_split_winner",
+            ),
+            path(
                 "<int:object_id>/sending/<str:verb>/",
                 self.admin_site.admin_view(self.status_view),
                 name="massmail_massemail_status",
@@ -231,6 +258,18 @@ class MassEmailAdmin(MassEmailDashboard, admin.ModelAdmin):
         return own + super().get_urls()
 
     _VERBS = ("schedule", "pause", "resume", "cancel")
+
+    def split_winner_view(self, request, object_id: int, letter: str):
+        """The A/B test panel's "Pick as winner" buttons (POST only; once)."""
+        test = get_object_or_404(SplitTest, parent_id=object_id)
+        if not self.has_change_permission(request, test.parent):
+            raise PermissionDenied
+        if request.method == "POST":
+            if pick_winner(test.pk, letter, by=request.user.get_username()):
+                self.message_user(request, f"Variant {letter} wins; it gets the rest.")
+            else:
+                self.message_user(request, "The winner is already picked.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:massmail_massemail_change", args=[object_id]))
 
     def status_view(self, request, object_id: int, verb: str):
         """The lifecycle buttons of the change page (POST only); Cancel asks first."""
@@ -495,3 +534,94 @@ class SendingPauseAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+class SplitTestForm(forms.ModelForm):
+    """A new A/B test: the parent (not started yet) and 2-4 variants, each a subject,
+    a from name or a template that differ from the parent's."""
+
+    class Meta:
+        model = SplitTest
+        fields = ["parent", "test_percent", "wait", "metric", "min_events", "tie_variant"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["parent"].queryset = MassEmail.objects.filter(
+            status__in=[MassEmail.Status.DRAFT, MassEmail.Status.PENDING],
+            queue_built_at__isnull=True,
+            split_test__isnull=True,
+            split_variant__isnull=True,
+        )
+        for letter in LETTERS:
+            low = letter.lower()
+            self.fields[f"subject_{low}"] = forms.CharField(
+                label=f"Variant {letter}: subject", max_length=400, required=False
+            )
+            self.fields[f"from_name_{low}"] = forms.CharField(
+                label=f"Variant {letter}: from name", max_length=200, required=False
+            )
+            self.fields[f"template_{low}"] = forms.ModelChoiceField(
+                EmailTemplate.objects.all(), label=f"Variant {letter}: template", required=False
+            )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        variants = []
+        for letter in LETTERS:
+            low = letter.lower()
+            differs = {
+                "subject": data.get(f"subject_{low}"),
+                "from_name": data.get(f"from_name_{low}"),
+                "email_template": data.get(f"template_{low}"),
+            }
+            if any(differs.values()):
+                variants.append(differs)
+        if len(variants) < 2:
+            raise ValidationError("Fill in at least two variants (A and B).")
+        used = LETTERS[: len(variants)]
+        if data.get("tie_variant") not in used:
+            self.add_error("tie_variant", f"One of the variants: {', '.join(used)}.")
+        data["variants"] = variants
+        return data
+
+
+class SplitVariantInline(admin.TabularInline):
+    model = SplitVariant
+    fields = ["letter", "mass_email", "decided_sent", "decided_events"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SplitTest)
+class SplitTestAdmin(admin.ModelAdmin):
+    """Made here, run from the parent's page (figures, winner, manual pick)."""
+
+    form = SplitTestForm
+    list_display = ["parent", "metric", "test_percent", "state", "winner"]
+    list_filter = ["state", "metric"]
+    list_select_related = ["parent"]
+    inlines = [SplitVariantInline]
+    readonly_fields = ["state", "split_at", "decided_at", "winner", "decision"]
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        if obj is None:
+            return []
+        return [*SplitTestForm.Meta.fields, *self.readonly_fields]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # the test runs by itself; the pick is on the mass email page
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # its parent would hold the rest of its queue for ever
+
+    def save_model(self, request, obj, form, change) -> None:
+        fields = {name: form.cleaned_data[name] for name in SplitTestForm.Meta.fields}
+        parent = fields.pop("parent")
+        obj.pk = create_split_test(parent, form.cleaned_data["variants"], **fields).pk

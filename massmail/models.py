@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 
@@ -108,8 +108,11 @@ class MassEmail(models.Model):
         COMPLETE = "complete", "Complete"
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Canceled"
+        # An A/B test holds it: the parent keeps the rest of its queue until the
+        # winner is picked, a variant waits for its share (massmail/splittests.py).
+        TESTING = "testing", "A/B testing"
 
-    CANCELABLE = (Status.DRAFT, Status.PENDING, Status.IN_PROCESS, Status.PAUSED)
+    CANCELABLE = (Status.DRAFT, Status.PENDING, Status.IN_PROCESS, Status.PAUSED, Status.TESTING)
 
     campaign = models.ForeignKey(
         "campaigns.Campaign", on_delete=models.CASCADE, related_name="mass_emails"
@@ -341,6 +344,85 @@ class QueueItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email_address} ({self.get_status_display()})"
+
+
+class SplitTest(models.Model):
+    """An A/B test of a mass email (the parent): its variants are mass emails themselves.
+
+    When the parent's queue is built, a reproducible random share of it moves evenly to
+    the variants' mass emails, which the engine sends; the rest waits on the parent.
+    When the wait is over the winner's mass email gets the rest (massmail/splittests.py).
+    """
+
+    class Metric(models.TextChoices):
+        OPENS = "opens", "Opens by people"
+        CLICKS = "clicks", "Clicks by people"
+        MANUAL = "manual", "Manual pick"
+
+    class State(models.TextChoices):
+        WAITING = "waiting", "Waiting for the queue"
+        TESTING = "testing", "Testing"
+        DECIDED = "decided", "Winner picked"
+
+    parent = models.OneToOneField(MassEmail, on_delete=models.CASCADE, related_name="split_test")
+    test_percent = models.PositiveSmallIntegerField(
+        "test share (%)",
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Of the queue, split evenly among the variants; the rest gets the winner.",
+    )
+    wait = models.DurationField(
+        default=timedelta(hours=4), help_text="From the split to the pick of the winner."
+    )
+    metric = models.CharField(max_length=10, choices=Metric.choices, default=Metric.CLICKS)
+    min_events = models.PositiveIntegerField(
+        "fewest events",
+        default=1,
+        help_text="The best variant needs at least this many people who opened or clicked;"
+        " fewer, or a tie, and the tie rule picks.",
+    )
+    tie_variant = models.CharField(
+        "on a tie or too few events keep variant",
+        max_length=1,
+        default="A",
+        help_text="Never a random pick: this variant wins a tie or a test with too few events.",
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.WAITING)
+    split_at = models.DateTimeField(null=True, blank=True, editable=False)
+    decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    winner = models.CharField(max_length=1, blank=True, editable=False)
+    decision = models.TextField(blank=True, editable=False, help_text="Why the winner won.")
+
+    class Meta:
+        verbose_name = "A/B test"
+
+    def __str__(self) -> str:
+        return f"A/B test of {self.parent}"
+
+    @property
+    def decide_at(self) -> datetime | None:
+        return self.split_at + self.wait if self.split_at else None
+
+
+class SplitVariant(models.Model):
+    split_test = models.ForeignKey(SplitTest, on_delete=models.CASCADE, related_name="variants")
+    letter = models.CharField(max_length=1)
+    mass_email = models.OneToOneField(
+        MassEmail, on_delete=models.CASCADE, related_name="split_variant"
+    )
+    # The figures the winner was picked by (the winner's own grow afterwards).
+    decided_sent = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    decided_events = models.PositiveIntegerField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "A/B test variant"
+        ordering = ["letter"]
+        constraints = [
+            models.UniqueConstraint(fields=["split_test", "letter"], name="split_variant_letter")
+        ]
+
+    def __str__(self) -> str:
+        return f"Variant {self.letter}"
 
 
 class JobRun(models.Model):

@@ -7,6 +7,8 @@ in an excluding list are dropped; one candidate per address is kept by type orde
 (accounts, contacts, leads, users, custom types), then list order, then id; the
 rest is one INSERT ... SELECT (`DISTINCT ON` on PostgreSQL, a window function on
 SQLite). Idempotent: a queue is built once, under a row lock on the mass email.
+A mass email with an A/B test has its queue split among the variants in the same
+transaction (massmail/splittests.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from massmail.models import MassEmail, QueueItem
+from massmail.models import MassEmail, QueueItem, SplitTest
+from massmail.splittests import split_queue
 from massmail.sql import flatten, sql_placeholders
 from targets.exclusion import excluded_address_ids
 from targets.models import EmailAddress, RecordEmailAddress, TargetListMember
@@ -50,6 +53,13 @@ def build_queue(mass_email_id: int, *, now: datetime | None = None) -> int | Non
             return None
         count = _insert_queue_items(mass_email, now)
         mass_email.status = MassEmail.Status.IN_PROCESS if count else MassEmail.Status.COMPLETE
+        split_test = SplitTest.objects.filter(
+            parent=mass_email, state=SplitTest.State.WAITING
+        ).first()
+        if count and split_test is not None:
+            # In this transaction: no tick sees the parent sending before its split.
+            split_queue(split_test, now)
+            mass_email.status = MassEmail.Status.TESTING
         mass_email.queue_built_at = now
         mass_email.save(update_fields=["status", "queue_built_at"])
     return count

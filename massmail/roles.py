@@ -38,6 +38,9 @@ MARKETER_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "massmail.massemail": ALL,
     # Statuses move only through the engine and the Retry action (change_massemail).
     "massmail.queueitem": ("view",),
+    # A test runs by itself once made; the manual pick is change_massemail.
+    "massmail.splittest": ("view", "add"),
+    "massmail.splitvariant": ("view",),
     "tracking.trackingurl": ALL,
     "tracking.hit": ("view", "delete"),
     "tracking.unsubscribepagetext": ALL,

@@ -12,7 +12,7 @@ from django.utils import timezone
 from bounces.models import UnmatchedBounce
 from massmail.dashboard import Progress, progress_of
 from massmail.jobs import JobStatus, job_statuses
-from massmail.models import MassEmail, QueueItem
+from massmail.models import MassEmail, QueueItem, SplitTest
 from massmail.presend import WARNING, presend_warnings
 
 SHOWN = 10  # mass emails per section
@@ -55,9 +55,10 @@ def _rows(queryset, *, with_warnings: bool = False) -> list[Row]:
 def start_page(now: datetime | None = None) -> StartPage:
     now = now or timezone.now()
     running = _rows(
-        MassEmail.objects.filter(status__in=[Status.IN_PROCESS, Status.PAUSED]).order_by(
-            "start_at"
-        ),
+        MassEmail.objects.filter(status__in=[Status.IN_PROCESS, Status.PAUSED, Status.TESTING])
+        # A/B variants wait for their parent's start (shown among the scheduled).
+        .exclude(split_variant__split_test__state=SplitTest.State.WAITING)
+        .order_by("start_at"),
         with_warnings=True,
     )
     scheduled = _rows(
