@@ -22,16 +22,13 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import benchdb
 
-ROOT = Path(__file__).resolve().parent.parent
 benchdb.use_database("sending_guarantees")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("DEBUG", "0")
@@ -45,12 +42,15 @@ import time_machine  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from massmail.models import MassEmail, QueueItem  # noqa: E402
 from massmail.sending import reconcile_stale, tick  # noqa: E402
-from tests.fixtures.sending import make_queued_mass_email, set_outbound  # noqa: E402
+from tests.fixtures.sending import (  # noqa: E402
+    make_queued_mass_email,
+    set_outbound,
+    start_sender,
+)
 from tests.services import free_port  # noqa: E402
 
 Status = QueueItem.Status
@@ -90,26 +90,6 @@ def fresh_mass_email(count: int, addresses=()) -> MassEmail:
     return make_queued_mass_email(count, addresses=addresses)
 
 
-def start_worker(port: int) -> subprocess.Popen:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "EMAIL_BACKEND": "smtp",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(port),
-        "MASSMAIL_SENDER_LEASE_SECONDS": str(LEASE_SECONDS),
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "send_mass_emails"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def statuses(mass_email: MassEmail) -> dict[str, int]:
     return dict(Counter(mass_email.queue_items.values_list("status", flat=True)))
 
@@ -118,7 +98,7 @@ def slow_worker(sink: Sink) -> None:
     mass_email = fresh_mass_email(300)
     sink.received.clear()
     sink.delay = 0.02
-    worker_a = start_worker(sink.port)
+    worker_a = start_sender(sink.port, LEASE_SECONDS, subprocess.DEVNULL)
     while not mass_email.queue_items.filter(status=Status.SENDING).exists():
         time.sleep(0.02)
     b_ticks = 0
@@ -169,7 +149,7 @@ def killed_again_and_again(sink: Sink, kills: int) -> None:
     sink.delay = 0.005
     for _ in range(kills):
         before = len(sink.received)
-        worker = start_worker(sink.port)
+        worker = start_sender(sink.port, LEASE_SECONDS, subprocess.DEVNULL)
         while len(sink.received) < before + 150 and worker.poll() is None:
             time.sleep(0.01)
         worker.send_signal(signal.SIGKILL)

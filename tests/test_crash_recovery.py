@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from massmail.models import MassEmail, QueueItem, SenderLease
@@ -24,34 +20,10 @@ from massmail.sending import (
     reconcile_stale,
     tick,
 )
-from tests.fixtures.sending import make_queued_mass_email, set_outbound
+from tests.fixtures.sending import LEASE_SECONDS, make_queued_mass_email, set_outbound, start_sender
 from tests.services import require_postgres
 
 Status = QueueItem.Status
-ROOT = Path(__file__).resolve().parent.parent
-LEASE_SECONDS = 3
-
-
-def start_sender(port: int, lease_seconds: int = LEASE_SECONDS) -> subprocess.Popen:
-    """`manage.py send_mass_emails` in its own process, on the test database."""
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "EMAIL_BACKEND": "smtp",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-        "MASSMAIL_SENDER_LEASE_SECONDS": str(lease_seconds),
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "send_mass_emails"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 def wait_for(condition, timeout: float = 60) -> None:

@@ -22,9 +22,9 @@ from massmail.models import MassEmail, QueueItem, SenderLease
 from massmail.sending import CAP_WINDOW, tick
 from targets.models import Contact, TargetListMember
 from tests.factories import make_target_list
-from tests.fixtures.sending import make_contacts, set_outbound
+from tests.fixtures.sending import make_contacts, set_outbound, start_sender
 from tests.services import require_postgres
-from tests.test_crash_recovery import start_sender, wait_for
+from tests.test_crash_recovery import wait_for
 from tests.test_drip_sequences import make_sequence
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
