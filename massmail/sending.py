@@ -622,6 +622,7 @@ class PortionRun:
         self.sendable: list[QueueItem] = []
         self.covered = -1  # position in `sendable` the committed offered mark covers
         self.failures_in_a_row: dict[str, int] = {}
+        self.held_back: set[int] = set()  # items of paused domains, released already
         if session.writer is not None:
             session.writer.covered = None  # positions are this portion's
 
@@ -645,6 +646,7 @@ class PortionRun:
             self._fail_all(sendable, f"cannot prepare the message: {error}")
             return
         paused = self.session.paused_domains
+        self._hold_back_paused(sendable)
         for position, item in enumerate(sendable):
             if not self._may_offer(position):
                 self._flush()
@@ -652,17 +654,30 @@ class PortionRun:
                 self.result.stopped = LEASE_LOST
                 release(sendable[position:], worker=self.session.worker)
                 return
-            if paused and domain_of(item) in paused:
-                release([item], worker=self.session.worker)
+            if item.pk in self.held_back:
                 continue
+            paused_before = len(paused)
             if not self._send_one(item, prepared, transport, contexts.get(item.id)):
                 self._flush()
                 self._stop(sendable[position + 1 :])
                 return
+            if len(paused) > paused_before:
+                self._hold_back_paused(sendable[position + 1 :])
             if len(self.done) >= FLUSH_EVERY:
                 self._flush(background=True, position=position)
                 if self._stopped_by_user(sendable[position + 1 :]):
                     return
+
+    def _hold_back_paused(self, rest: list[QueueItem]) -> None:
+        """The items of `rest` whose domain is paused go back to Pending now, in one
+        statement (not one statement each as the loop reaches them)."""
+        paused = self.session.paused_domains
+        if not paused:
+            return
+        held = [i for i in rest if i.pk not in self.held_back and domain_of(i) in paused]
+        if held:
+            release(held, worker=self.session.worker)
+            self.held_back.update(item.pk for item in held)
 
     def _may_offer(self, position: int) -> bool:
         """May sendable[position] go to SMTP? Only under a committed mark and a live lease."""
