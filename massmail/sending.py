@@ -17,13 +17,17 @@ sends portions:
    their remaining room; paused domains (SendingPause) get nothing. Up to the budget,
    pending items are claimed with `FOR UPDATE SKIP LOCKED`, set Sending with the claim
    time and the worker's name, and the claim is committed before any SMTP traffic.
-   Counting Sending items is what keeps two ticks from spending the same budget.
+   Counting Sending items is what keeps two ticks from spending the same budget. The
+   claim's commit also renews the lease (a worker whose lease ran out claims nothing).
 3. Send. One SMTP connection per portion. Each item is re-checked first (address now
    invalid or opted out, target deleted: Failed with the reason). No item goes to SMTP
-   before a committed "offered" mark on the lease covers it: each batch's commit moves
-   the mark MARK_AHEAD items past the batch (in the same statement, so for free), and
-   the worker waits for that commit when it gets there (where it waited anyway), or
-   moves the mark SYNC_AHEAD items itself (a portion's first items, a slow server).
+   before a committed "offered" mark on the lease covers it, and every mark rides on a
+   commit that happens anyway or overlaps sending: the claim's commit marks a portion's
+   first SYNC_AHEAD + 1 items; when the server has accepted the first message, the
+   writer thread's commit marks the rest of the first two batches; each batch's commit
+   moves the mark MARK_AHEAD items past the batch (in the same statement). The worker
+   waits for a commit when it gets to the mark (where it waited anyway), or moves the
+   mark SYNC_AHEAD items itself (a slow server, the lease due for renewal).
    Outcomes are recorded by conditional UPDATEs (`status = sending AND claimed_by = me`)
    and the Sent log row is inserted with ON CONFLICT DO NOTHING, committed every
    `FLUSH_EVERY` messages by a thread of the worker while the next batch goes out.
@@ -187,9 +191,10 @@ def tick(*, worker: str | None = None) -> TickResult:
     try:
         while tick_limit is None or result.claimed < tick_limit:
             room = CLAIM_CHUNK if tick_limit is None else tick_limit - result.claimed
-            items = claim_portion(
-                min(room, CLAIM_CHUNK), worker=worker, exclude=session.blocked_mass_emails
-            )
+            items = session.claim(min(room, CLAIM_CHUNK))
+            if session.lease_lost:
+                result.stopped = LEASE_LOST
+                break
             if not items:
                 break
             result.claimed += len(items)
@@ -237,11 +242,24 @@ def used_in_window(now: datetime) -> int:
         return cursor.fetchone()[0]
 
 
+class LeaseLost(Exception):
+    """The claiming worker's lease ran out: it must claim (and send) nothing more."""
+
+
 def claim_portion(
-    limit: int, *, worker: str, exclude: Iterable[int] = (), now: datetime | None = None
+    limit: int,
+    *,
+    worker: str,
+    exclude: Iterable[int] = (),
+    now: datetime | None = None,
+    mark_ahead: int | None = None,
 ) -> list[QueueItem]:
     """Claim up to `limit` due items within the hourly cap and the caps and pauses of
-    receiving domains; committed before returning."""
+    receiving domains; committed before returning.
+
+    With `mark_ahead`, the same commit renews the worker's lease and moves its offered
+    mark to `claim_mark(items, mark_ahead)` (no statement of its own); LeaseLost, and
+    nothing claimed, when the lease has run out."""
     now = now or timezone.now()
     with transaction.atomic():
         outbound = OutboundSettings.objects.select_for_update().filter(pk=1).first()
@@ -254,10 +272,15 @@ def claim_portion(
             pk__in=list(exclude)
         )
         ids: list[int] = []
+        mark: QueueItem | None = None  # what the claim's commit marks offered
         # One mass email at a time: `mass_email_id = x ORDER BY id` walks the partial
         # index of pending items in order, where an IN list would sort all of them.
         for mass_email_id in active.order_by("pk").values_list("pk", flat=True):
-            ids += _due_pending(mass_email_id, now, budget - len(ids), domains)
+            taken = _due_pending(mass_email_id, now, budget - len(ids), domains)
+            if taken and mark_ahead is not None and not ids:
+                mark_id = sorted(taken)[min(mark_ahead, len(taken) - 1)]
+                mark = QueueItem(pk=mark_id, mass_email_id=mass_email_id)
+            ids += taken
             if len(ids) >= budget:
                 break
         if not ids:
@@ -265,7 +288,17 @@ def claim_portion(
         QueueItem.objects.filter(pk__in=ids).update(
             status=Status.SENDING, claimed_at=now, claimed_by=worker
         )
+        if mark is not None and not renew_lease(worker, offered=mark):
+            transaction.set_rollback(True)  # a frozen worker's claim is no claim
+            raise LeaseLost(worker)
     return claimed_items(ids)
+
+
+def claim_mark(items: list[QueueItem], ahead: int) -> QueueItem:
+    """The item a claim's commit marks offered: `ahead` items into the first mass email
+    of the claim, in sending order (claimed_items' order)."""
+    first = [item for item in items if item.mass_email_id == items[0].mass_email_id]
+    return first[min(ahead, len(first) - 1)]
 
 
 def recipient_domain(address: str = "email_address__address") -> Lower:
@@ -465,8 +498,29 @@ class SendingSession:
         self.servers_seen_up: set[str] = set()
         take_lease(worker)
         self.last_renewal = time.monotonic()
+        self.renew_every = lease_duration().total_seconds() / 3
         self.lease_lost = False  # then it must claim nothing more
+        self.claim_marked: QueueItem | None = None  # what the last claim's commit marked
         self.writer = OutcomeWriter(worker) if OutcomeWriter.usable() else None
+
+    def claim(self, limit: int) -> list[QueueItem]:
+        """claim_portion, its commit renewing the lease and marking the first SYNC_AHEAD
+        items offered: a portion starts sending without a statement of its own."""
+        started = time.monotonic()
+        try:
+            items = claim_portion(
+                limit,
+                worker=self.worker,
+                exclude=self.blocked_mass_emails,
+                mark_ahead=SYNC_AHEAD,
+            )
+        except LeaseLost:
+            self.lease_lost = True
+            return []
+        if items:
+            self.claim_marked = claim_mark(items, SYNC_AHEAD)
+            self.last_renewal = started
+        return items
 
     def send(self, items: list[QueueItem], result: TickResult) -> None:
         """Send claimed items (grouped per mass email) and record every outcome."""
@@ -489,8 +543,7 @@ class SendingSession:
         return self.transports[mass_email.pk]
 
     def renewal_due(self) -> bool:
-        elapsed = time.monotonic() - self.last_renewal
-        return elapsed >= lease_duration().total_seconds() / 3
+        return time.monotonic() - self.last_renewal >= self.renew_every
 
     def pause_domain(self, domain: str, reason: str) -> None:
         """Nothing more to `domain` for a while, from any worker (a 421 or 4.7.28)."""
@@ -623,6 +676,7 @@ class PortionRun:
         self.covered = -1  # position in `sendable` the committed offered mark covers
         self.failures_in_a_row: dict[str, int] = {}
         self.held_back: set[int] = set()  # items of paused domains, released already
+        self.reached_server = False  # a message of this portion was accepted
         if session.writer is not None:
             session.writer.covered = None  # positions are this portion's
 
@@ -637,6 +691,7 @@ class PortionRun:
         self.sendable = sendable = self._recheck(self.items, contexts)
         if not sendable:
             return
+        self.covered = self._covered_by_claim()
         try:
             prepared = self.session.prepared_for(self.mass_email)
             transport = self.session.transport_for(self.mass_email)
@@ -657,7 +712,7 @@ class PortionRun:
             if item.pk in self.held_back:
                 continue
             paused_before = len(paused)
-            if not self._send_one(item, prepared, transport, contexts.get(item.id)):
+            if not self._send_one(position, prepared, transport, contexts.get(item.id)):
                 self._flush()
                 self._stop(sendable[position + 1 :])
                 return
@@ -678,6 +733,26 @@ class PortionRun:
         if held:
             release(held, worker=self.session.worker)
             self.held_back.update(item.pk for item in held)
+
+    def _covered_by_claim(self) -> int:
+        """The position in `sendable` that the claim's own commit marked offered."""
+        mark, self.session.claim_marked = self.session.claim_marked, None
+        if mark is None or mark.mass_email_id != self.mass_email.pk:
+            return -1
+        return sum(1 for item in self.sendable if item.pk <= mark.pk) - 1
+
+    def _first_accepted(self, position: int) -> None:
+        """The server took this portion's first message: the rest of its first two
+        batches is marked offered in a commit of the writer's, while sending goes on (a
+        worker that never reached the server left only the claim's few marked)."""
+        self.reached_server = True
+        if self.session.is_test:
+            return
+        self.session.server_is_up(self.mass_email)
+        writer = self.session.writer
+        target = min(position + MARK_AHEAD - 1, len(self.sendable) - 1)
+        if writer is not None and writer.in_flight is None and target > self.covered:
+            writer.submit([], (target, self.sendable[target]))
 
     def _may_offer(self, position: int) -> bool:
         """May sendable[position] go to SMTP? Only under a committed mark and a live lease."""
@@ -701,12 +776,13 @@ class PortionRun:
 
     def _send_one(
         self,
-        item: QueueItem,
+        position: int,
         prepared: PreparedMessage,
         transport: Transport,
         context: RecipientContext | None,
     ) -> bool:
-        """Send one item and note its outcome; False when the portion must stop."""
+        """Send sendable[position] and note its outcome; False when the portion must stop."""
+        item = self.sendable[position]
         try:
             rendered = prepared.render(item, context)
         except Exception as error:
@@ -722,8 +798,8 @@ class PortionRun:
         self.done.append((item, rendered.message_id, timezone.now()))
         if self.failures_in_a_row:
             self.failures_in_a_row.pop(domain_of(item), None)
-        if not self.session.is_test and len(self.done) == 1:
-            self.session.server_is_up(self.mass_email)
+        if not self.reached_server:
+            self._first_accepted(position)
         return True
 
     def _handle_error(self, item: QueueItem, error: TransportError) -> bool:

@@ -11,6 +11,8 @@ from django.utils import timezone
 from massmail.models import OutboundSettings, QueueItem, SenderLease
 from massmail.sending import (
     LEASE_LOST,
+    MARK_AHEAD,
+    SYNC_AHEAD,
     SendingSession,
     TickResult,
     claim_portion,
@@ -107,3 +109,62 @@ def test_the_page_says_a_dead_workers_claims_go_back_at_the_next_tick(outbound_u
     silent = progress_of(mass_email).silent
     assert silent.count == 2  # the live worker's claim, however old, is not silent
     assert silent.freed_at <= now + timedelta(minutes=10)  # the next tick, not 15 minutes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_marks_the_first_items_and_renews_the_lease_in_its_own_commit(
+    outbound_unlimited,
+):
+    mass_email = make_queued_mass_email(20)
+    session = SendingSession("w:1", OutboundSettings.load())
+    try:
+        SenderLease.objects.filter(holder="w:1").update(
+            expires_at=timezone.now() + timedelta(seconds=5)
+        )
+        items = session.claim(50)
+        lease = SenderLease.objects.get(holder="w:1")
+    finally:
+        session.close()
+    sixth = items[SYNC_AHEAD]
+    assert (lease.offered_mass_email_id, lease.offered_item_id) == (mass_email.pk, sixth.pk)
+    assert lease.expires_at > timezone.now() + timedelta(seconds=60)  # renewed: 90 s
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_whose_lease_ran_out_claims_nothing(outbound_unlimited):
+    mass_email = make_queued_mass_email(5)
+    session = SendingSession("frozen:2", OutboundSettings.load())
+    SenderLease.objects.filter(holder="frozen:2").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    try:
+        assert session.claim(10) == []
+        assert session.lease_lost
+    finally:
+        session.close()
+    assert set(mass_email.queue_items.values_list("status", flat=True)) == {Status.PENDING}
+    assert SenderLease.objects.get(holder="frozen:2").offered_item_id is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_portion_renews_its_lease_on_commits_it_makes_anyway(
+    smtp_settings, smtp_sink, outbound_unlimited, monkeypatch
+):
+    """100 items, 4 batches: the claim's commit and one writer commit after the first
+    accepted message are all the lease costs (it used to be 5 waits for a renewal at the
+    start of every portion); the batches' commits carry the rest of the marks."""
+    import massmail.sending as sending
+
+    mass_email = make_queued_mass_email(100)
+    renewals = []
+    renew = sending.renew_lease
+
+    def counted(worker, offered=None):
+        renewals.append(offered.pk if offered is not None else None)
+        return renew(worker, offered)
+
+    monkeypatch.setattr(sending, "renew_lease", counted)
+    assert tick(worker="w:2").sent == 100
+    ids = list(mass_email.queue_items.order_by("id").values_list("id", flat=True))
+    assert renewals == [ids[SYNC_AHEAD], ids[MARK_AHEAD - 1]]
+    assert len(set(smtp_sink.recipients())) == 100
