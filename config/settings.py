@@ -115,6 +115,9 @@ MASSMAIL_UNLEASED_STALE_MINUTES = env_int("MASSMAIL_UNLEASED_STALE_MINUTES", 15)
 # row) is paused for this long; Gmail asks for at least 10 minutes.
 MASSMAIL_DOMAIN_PAUSE_MINUTES = env_int("MASSMAIL_DOMAIN_PAUSE_MINUTES", 10)
 MASSMAIL_DOMAIN_FAILURES_IN_A_ROW = env_int("MASSMAIL_DOMAIN_FAILURES_IN_A_ROW", 10)
+# After a domain's pause: one connection at a time, this many a minute, doubled each minute.
+MASSMAIL_DOMAIN_RAMP_MINUTES = env_int("MASSMAIL_DOMAIN_RAMP_MINUTES", 30)
+MASSMAIL_DOMAIN_RAMP_START = env_int("MASSMAIL_DOMAIN_RAMP_START", 50)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

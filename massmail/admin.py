@@ -528,9 +528,9 @@ class DomainThrottleAdmin(admin.ModelAdmin):
 class SendingPauseAdmin(admin.ModelAdmin):
     """What sending waits for; deleting a pause lifts it."""
 
-    list_display = ["kind", "key", "since", "paused_until", "reason"]
+    list_display = ["kind", "key", "since", "paused_until", "ramp_until", "reason"]
     list_filter = ["kind"]
-    readonly_fields = ["kind", "key", "since", "paused_until", "reason"]
+    readonly_fields = ["kind", "key", "since", "paused_until", "ramp_until", "reason"]
 
     def has_add_permission(self, request) -> bool:
         return False

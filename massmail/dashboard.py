@@ -26,6 +26,7 @@ from massmail.schedule import next_tick_at
 from massmail.sending import (
     CAP_WINDOW,
     domain_budgets,
+    domain_pauses,
     recipient_domain,
     tick_allowance,
     tick_interval_minutes,
@@ -193,7 +194,7 @@ def unsent_count(mass_email: MassEmail) -> int:
 
 @dataclass(frozen=True)
 class Waiting:
-    key: str  # "server", "domain-paused", "domain-capped", "retrying"
+    key: str  # "server", "domain-paused", "domain-ramping", "domain-capped", "retrying"
     label: str
     count: int
 
@@ -217,11 +218,7 @@ def why_waiting(mass_email: MassEmail, now: datetime | None = None) -> list[Wait
         reasons.append(Waiting("retrying", label, retrying))
     blocked = [domain for domain, room in domain_budgets(now).items() if room <= 0]
     if blocked:
-        pauses = dict(
-            SendingPause.objects.filter(
-                kind=SendingPause.Kind.DOMAIN, key__in=blocked, paused_until__gt=now
-            ).values_list("key", "paused_until")
-        )
+        pauses = domain_pauses(now)
         counts = (
             pending.annotate(domain=recipient_domain())
             .filter(domain__in=blocked)
@@ -230,10 +227,18 @@ def why_waiting(mass_email: MassEmail, now: datetime | None = None) -> list[Wait
             .values_list("domain", "n")
         )
         for domain, n in sorted(counts):
-            if domain in pauses:
-                until = f"{pauses[domain]:%H:%M}"
+            pause = pauses.get(domain)
+            if pause is not None and pause.paused:
+                until = f"{pause.paused_until:%H:%M}"
                 label = f"Deferred by domain: {domain} asked us to wait, until {until}"
                 reasons.append(Waiting("domain-paused", label, n))
+            elif pause is not None and pause.ramping:
+                label = (
+                    f"Ramping up: {domain} asked us to wait; until {pause.ramp_until:%H:%M}"
+                    f" it gets one connection at a time and {pause.per_minute:,} a minute"
+                    " (doubled every minute)"
+                )
+                reasons.append(Waiting("domain-ramping", label, n))
             else:
                 label = f"Paused by throttling: {domain} has reached its cap for now"
                 reasons.append(Waiting("domain-capped", label, n))

@@ -485,7 +485,10 @@ class DomainThrottle(models.Model):
 
 class SendingPause(models.Model):
     """Sending towards a receiving domain, or through an SMTP server, waits until
-    `paused_until` because the server said so (421, 4.7.28, connection refused)."""
+    `paused_until` because the server said so (421, 4.7.28, connection refused).
+
+    A receiving domain then ramps up again until `ramp_until`: one connection at a time
+    (one worker's portion), at a per-minute rate that doubles every minute."""
 
     class Kind(models.TextChoices):
         DOMAIN = "domain", "Receiving domain"
@@ -494,6 +497,11 @@ class SendingPause(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     key = models.CharField(max_length=255, help_text="The domain, or host:port of the server.")
     paused_until = models.DateTimeField()
+    ramp_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A receiving domain, after its pause: one connection and a growing rate.",
+    )
     since = models.DateTimeField()
     reason = models.TextField(blank=True)
 

@@ -39,7 +39,9 @@ sends portions:
    - 421 or Gmail's 4.7.28 at RCPT or DATA: the recipient's domain is paused
      (MASSMAIL_DOMAIN_PAUSE_MINUTES) for every worker, the item goes back to Pending
      uncharged, the rest of the portion goes on; so does a domain that answered
-     MASSMAIL_DOMAIN_FAILURES_IN_A_ROW temporary failures in a row.
+     MASSMAIL_DOMAIN_FAILURES_IN_A_ROW temporary failures in a row. After the pause the
+     domain ramps up for MASSMAIL_DOMAIN_RAMP_MINUTES: one worker's connection at a
+     time, MASSMAIL_DOMAIN_RAMP_START messages a minute, doubled every minute.
    - any other 4xx at RCPT or DATA is the recipient's own: that item alone goes back to
      Pending with an attempt charged and an exponential backoff (`RETRY_BACKOFF` x
      2^(n-1)); at `max_attempts` it fails and is logged as a soft bounce, once.
@@ -310,14 +312,52 @@ def domain_of(item: QueueItem) -> str:
     return item.email_address.address.rpartition("@")[2].lower()
 
 
+@dataclass(frozen=True)
+class DomainPause:
+    """A receiving domain's pause as claims see it at `now`."""
+
+    paused_until: datetime
+    ramp_until: datetime | None
+    now: datetime
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_until > self.now
+
+    @property
+    def ramping(self) -> bool:
+        return not self.paused and self.ramp_until is not None and self.ramp_until > self.now
+
+    @property
+    def per_minute(self) -> int:
+        """The ramp's rate now: MASSMAIL_DOMAIN_RAMP_START a minute, doubled each minute
+        since the pause ended."""
+        minutes = int((self.now - self.paused_until) / MINUTE)
+        return settings.MASSMAIL_DOMAIN_RAMP_START * 2 ** min(minutes, 20)
+
+
+def domain_pauses(now: datetime) -> dict[str, DomainPause]:
+    """Receiving domains paused, or ramping up after a pause, at `now`."""
+    rows = SendingPause.objects.filter(kind=SendingPause.Kind.DOMAIN).filter(
+        Q(paused_until__gt=now) | Q(ramp_until__gt=now)
+    )
+    return {
+        key: DomainPause(paused_until, ramp_until, now)
+        for key, paused_until, ramp_until in rows.values_list("key", "paused_until", "ramp_until")
+    }
+
+
 def domain_budgets(now: datetime) -> dict[str, int]:
-    """{domain: items it may still take now} for paused (0) and capped receiving domains."""
-    paused = SendingPause.objects.filter(kind=SendingPause.Kind.DOMAIN, paused_until__gt=now)
-    budgets = dict.fromkeys(paused.values_list("key", flat=True), 0)
+    """{domain: items it may still take now} for paused (0), ramping and capped receiving
+    domains. A ramping domain takes nothing while any worker is sending to it (one
+    connection at a time), else what its ramp rate leaves of the last minute."""
+    pauses = domain_pauses(now)
+    budgets = {domain: 0 for domain, pause in pauses.items() if pause.paused}
+    ramping = {domain: pause for domain, pause in pauses.items() if pause.ramping}
     throttles = [t for t in DomainThrottle.objects.all() if t.domain not in budgets]
-    used = domain_use(now, [t.domain for t in throttles])
+    used = domain_use(now, sorted({t.domain for t in throttles} | set(ramping)))
     for throttle in throttles:
-        in_hour, in_minute = used.get(throttle.domain, (0, 0))
+        in_hour, in_minute, _ = used.get(throttle.domain, (0, 0, 0))
         rooms = []
         if throttle.per_hour:
             rooms.append(throttle.per_hour - in_hour)
@@ -325,12 +365,17 @@ def domain_budgets(now: datetime) -> dict[str, int]:
             rooms.append(throttle.per_minute - in_minute)
         if rooms:
             budgets[throttle.domain] = max(0, min(rooms))
+    for domain, pause in ramping.items():
+        _, in_minute, sending = used.get(domain, (0, 0, 0))
+        room = 0 if sending else max(0, pause.per_minute - in_minute)
+        budgets[domain] = min(budgets.get(domain, room), room)
     return budgets
 
 
-def domain_use(now: datetime, domains: list[str]) -> dict[str, tuple[int, int]]:
-    """{domain: (used in the last hour, in the last minute)}, counted as the hourly cap
-    is (sent in the window, being sent, unknown since claimed in it); one statement."""
+def domain_use(now: datetime, domains: list[str]) -> dict[str, tuple[int, int, int]]:
+    """{domain: (used in the last hour, in the last minute, being sent now)}, counted as
+    the hourly cap is (sent in the window, being sent, unknown since claimed in it); one
+    statement."""
     if not domains:
         return {}
 
@@ -345,10 +390,14 @@ def domain_use(now: datetime, domains: list[str]) -> dict[str, tuple[int, int]]:
         QueueItem.objects.annotate(domain=recipient_domain())
         .filter(counted(now - CAP_WINDOW), domain__in=domains)
         .values("domain")
-        .annotate(hour=Count("id"), minute=Count("id", filter=counted(now - MINUTE)))
-        .values_list("domain", "hour", "minute")
+        .annotate(
+            hour=Count("id"),
+            minute=Count("id", filter=counted(now - MINUTE)),
+            sending=Count("id", filter=Q(status=Status.SENDING)),
+        )
+        .values_list("domain", "hour", "minute", "sending")
     )
-    return {domain: (hour, minute) for domain, hour, minute in rows}
+    return {domain: (hour, minute, sending) for domain, hour, minute, sending in rows}
 
 
 def _due_pending(mass_email_id: int, now: datetime, limit: int, domains: dict[str, int]):
@@ -546,10 +595,12 @@ class SendingSession:
         return time.monotonic() - self.last_renewal >= self.renew_every
 
     def pause_domain(self, domain: str, reason: str) -> None:
-        """Nothing more to `domain` for a while, from any worker (a 421 or 4.7.28)."""
+        """Nothing more to `domain` for a while, from any worker (a 421 or 4.7.28); then
+        one connection at a time and a growing rate (Gmail's advice after a 4.7.28)."""
         self.paused_domains.add(domain)
         pause = timedelta(minutes=settings.MASSMAIL_DOMAIN_PAUSE_MINUTES)
-        _pause(SendingPause.Kind.DOMAIN, domain, pause, reason)
+        ramp = timedelta(minutes=settings.MASSMAIL_DOMAIN_RAMP_MINUTES)
+        _pause(SendingPause.Kind.DOMAIN, domain, pause, reason, ramp=ramp)
 
     def wait_for_server(self, mass_email: MassEmail, reason: str) -> None:
         """The server is down or refuses us: recorded for the mass email page."""
@@ -574,18 +625,26 @@ class SendingSession:
             end_lease(self.worker)
 
 
-def _pause(kind: str, key: str, duration: timedelta, reason: str) -> None:
+def _pause(
+    kind: str, key: str, duration: timedelta, reason: str, *, ramp: timedelta | None = None
+) -> None:
     now = timezone.now()
+    ramp_until = now + duration + ramp if ramp else None
     pause, created = SendingPause.objects.get_or_create(
         kind=kind,
         key=key,
-        defaults={"paused_until": now + duration, "since": now, "reason": reason},
+        defaults={
+            "paused_until": now + duration,
+            "ramp_until": ramp_until,
+            "since": now,
+            "reason": reason,
+        },
     )
     if not created:
         if pause.paused_until <= now:
             pause.since = now  # a new pause, not the old one going on
-        pause.paused_until, pause.reason = now + duration, reason
-        pause.save(update_fields=["paused_until", "since", "reason"])
+        pause.paused_until, pause.ramp_until, pause.reason = now + duration, ramp_until, reason
+        pause.save(update_fields=["paused_until", "ramp_until", "since", "reason"])
 
 
 class OutcomeWriter:

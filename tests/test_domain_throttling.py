@@ -116,3 +116,102 @@ def test_a_domain_cap_is_never_exceeded_across_three_workers(smtp_settings, smtp
     recipients = smtp_sink.recipients()
     assert len(recipients) == len(set(recipients)) == 120
     assert not [r for r in results if r.failed or r.unknown or r.retrying]
+
+
+def pause_gmail_until(moment, ramp_minutes: int = 30) -> None:
+    SendingPause.objects.create(
+        kind=SendingPause.Kind.DOMAIN,
+        key="gmail.test",
+        since=moment - timedelta(minutes=10),
+        paused_until=moment,
+        ramp_until=moment + timedelta(minutes=ramp_minutes),
+        reason="421 4.7.28 Our system has detected an unusual rate of unsolicited mail",
+    )
+
+
+def test_after_its_pause_a_domain_ramps_up_one_connection_at_a_time(
+    settings, smtp_settings, smtp_sink
+):
+    """Gmail's advice after a 4.7.28: wait, then one connection, then more. While one
+    worker sends to the domain nobody else gets its items; the rate doubles a minute."""
+    from massmail.sending import claim_portion
+
+    settings.MASSMAIL_DOMAIN_RAMP_START = 4
+    set_outbound(max_per_hour=10_000, max_per_batch=None)
+    mass_email = make_queued_mass_email(domains={"gmail.test": 40, "other.test": 10})
+    start = timezone.now()
+    pause_gmail_until(start + timedelta(minutes=10))
+    with time_machine.travel(start, tick=False) as clock:
+        assert tick().sent == 10 and sent_to("gmail.test") == []
+        clock.shift(timedelta(minutes=10, seconds=1))  # the pause is over: the ramp
+        gmail = mass_email.queue_items.filter(email_address__address__endswith="@gmail.test")
+        first = claim_portion(1000, worker="a:1")
+        assert len(first) == 4  # the first minute's rate, to one worker
+        assert claim_portion(1000, worker="b:2") == []  # a's connection is the one
+        waiting = why_waiting(mass_email)
+        assert [(w.key, w.count) for w in waiting] == [("domain-ramping", 36)]
+        assert "one connection at a time and 4 a minute" in waiting[0].label
+        gmail.filter(status=Status.SENDING).update(status=Status.PENDING, claimed_by="")
+        assert tick().sent == 4
+        assert tick().sent == 0  # this minute's 4 are spent
+        for expected in (8, 16, 12):  # 4 x 2, 4 x 4, the rest
+            clock.shift(MINUTE + timedelta(seconds=1))
+            assert tick().sent == expected
+    received = smtp_sink.recipients()
+    assert len(received) == len(set(received)) == 50
+    assert why_waiting(mass_email) == []
+
+
+def test_a_new_refusal_during_the_ramp_pauses_the_domain_again(smtp_settings, smtp_sink):
+    set_outbound(max_per_hour=10_000, max_per_batch=None)
+    make_queued_mass_email(domains={"gmail.test": 10})
+    start = timezone.now()
+    pause_gmail_until(start)
+    smtp_sink.refuse["@gmail.test"] = "421 4.7.28 Unusual rate of unsolicited mail"
+    with time_machine.travel(start + timedelta(seconds=1), tick=False):
+        assert tick().sent == 0
+        pause = SendingPause.objects.get(key="gmail.test")
+        assert pause.paused_until == timezone.now() + timedelta(minutes=10)
+        assert pause.ramp_until == pause.paused_until + timedelta(minutes=30)
+        assert pause.since == timezone.now()  # a new pause, not the old one going on
+
+
+def overlapping(deliveries: list) -> int:
+    """How many deliveries began before the one before them (in time) had ended."""
+    ordered = sorted(deliveries, key=lambda d: d.started)
+    pairs = zip(ordered, ordered[1:], strict=False)
+    return sum(1 for before, after in pairs if after.started < before.ended)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_ramping_domain_gets_one_connection_across_three_workers(
+    settings, smtp_settings, smtp_sink
+):
+    """Three workers at once, each with its own SMTP connection: the ramping domain's
+    messages never overlap in time (its other recipients' do), and its rate holds."""
+    require_postgres()
+    settings.MASSMAIL_DOMAIN_RAMP_START = 5
+    set_outbound(max_per_hour=10_000, max_per_batch=10)  # every worker gets a share
+    make_queued_mass_email(domains={"gmail.test": 60, "free.test": 60})
+    smtp_sink.delay = 0.01
+    results = []
+    start = timezone.now()
+    pause_gmail_until(start)
+    with time_machine.travel(start, tick=True) as clock:
+        for _ in range(14):
+            run_ticks_at_once(3, results)
+            clock.shift(timedelta(seconds=30))
+    gmail = [m for m in smtp_sink.received if m.rcpt_tos[0].endswith("@gmail.test")]
+    free = [m for m in smtp_sink.received if m.rcpt_tos[0].endswith("@free.test")]
+    assert len(gmail) == 60 and len(free) == 60
+    assert overlapping(gmail) == 0
+    assert overlapping(free) > 0  # the measure sees concurrent connections when they exist
+    assert len({m.connection for m in gmail}) > 1  # not one worker's luck: several took turns
+    for sent_at in sent_to("gmail.test"):
+        rate = 5 * 2 ** int((sent_at - start) / MINUTE)
+        in_minute = [t for t in sent_to("gmail.test") if sent_at - MINUTE < t <= sent_at]
+        assert len(in_minute) <= rate
+    recipients = smtp_sink.recipients()
+    assert len(recipients) == len(set(recipients)) == 120
+    assert not [r for r in results if r.failed or r.unknown or r.retrying]
