@@ -99,6 +99,25 @@ class OutboundSettings(models.Model):
         return (self.site_url or settings.SITE_URL).rstrip("/")
 
 
+class MassEmailQuerySet(models.QuerySet):
+    def complete_finished(self) -> int:
+        """Those In Process with nothing pending or being sent become Complete.
+
+        Not a variant of an A/B test still testing: the winner may yet get the rest, so
+        it completes (and tells webhooks it finished, once) only after the decision."""
+        open_items = QueueItem.objects.filter(
+            mass_email=models.OuterRef("pk"),
+            status__in=[QueueItem.Status.PENDING, QueueItem.Status.SENDING],
+            is_test=False,
+        )
+        return (
+            self.filter(status=MassEmail.Status.IN_PROCESS)
+            .exclude(split_variant__split_test__state=SplitTest.State.TESTING)
+            .exclude(models.Exists(open_items))
+            .update(status=MassEmail.Status.COMPLETE)
+        )
+
+
 class MassEmail(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -149,6 +168,8 @@ class MassEmail(models.Model):
     )
     queue_built_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = MassEmailQuerySet.as_manager()
 
     class Meta:
         verbose_name = "mass email"

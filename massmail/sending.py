@@ -77,7 +77,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
+from django.db.models import Count, DateTimeField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Lower, Now, StrIndex, Substr
 from django.utils import timezone
 
@@ -205,7 +205,7 @@ def tick(*, worker: str | None = None) -> TickResult:
                 break
     finally:
         session.close()
-    result.completed = complete_finished()
+    result.completed = MassEmail.objects.complete_finished()
     return result
 
 
@@ -515,18 +515,6 @@ def _reconcile_unleased(now: datetime) -> int:
                 status=Status.PENDING, claimed_by="", claimed_at=None
             )
     return reconciled
-
-
-def complete_finished() -> int:
-    """In Process mass emails with nothing pending or being sent are Complete."""
-    open_items = QueueItem.objects.filter(
-        mass_email=OuterRef("pk"), status__in=[Status.PENDING, Status.SENDING], is_test=False
-    )
-    return (
-        MassEmail.objects.filter(status=MassEmail.Status.IN_PROCESS)
-        .exclude(Exists(open_items))
-        .update(status=MassEmail.Status.COMPLETE)
-    )
 
 
 # ---------------------------------------------------------------- sending

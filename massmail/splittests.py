@@ -313,6 +313,10 @@ def _apply_winner(
         now,
     )
     test.save(update_fields=["state", "winner", "decision", "decided_at"])
+    # The variants waited for the decision to complete: the others are done now, and so
+    # is the winner when no rest was left for it.
+    variants = test.variants.values_list("mass_email_id", flat=True)
+    MassEmail.objects.filter(pk__in=variants).complete_finished()
 
 
 def split_test_of(mass_email: MassEmail) -> SplitTest | None:

@@ -290,3 +290,35 @@ def test_a_celery_worker_runs_the_pick_and_the_send_tick_sends_the_rest(
     assert test.winner == "A" and test.decision.startswith("Too few clicks by people")
     assert _subjects(smtp_sink) == {"Subject A": 27, "Subject B": 3}
     assert len(set(smtp_sink.recipients())) == 30
+
+
+def test_every_mass_email_of_a_test_finishes_once_and_only_when_it_is_done(
+    smtp_settings, smtp_sink, outbound_unlimited
+):
+    """The winner finished its share, then gets the rest: webhooks hear it finished
+    once, after the rest; the loser when the decision makes it final; the parent then."""
+    from webhooks.models import EventType, WebhookEndpoint
+
+    hook = WebhookEndpoint.objects.create(
+        name="CRM", url="https://crm.example.com/", event_types=[EventType.MASS_EMAIL_FINISHED]
+    )
+    test = _ab_test(50, wait=timedelta(0))
+    a, b = _variant(test, "A"), _variant(test, "B")
+
+    def finished() -> list[int]:
+        return list(hook.events.order_by("id").values_list("mass_email_id", flat=True))
+
+    assert tick().sent == 10  # both shares
+    for variant in (a, b):
+        variant.refresh_from_db()
+        assert variant.status == Status.IN_PROCESS  # waiting for the decision
+    assert finished() == []
+    assert decide_due() == [test.pk]
+    test.refresh_from_db()
+    winner, loser = (a, b) if test.winner == "A" else (b, a)
+    loser.refresh_from_db()
+    assert loser.status == Status.COMPLETE
+    assert sorted(finished()) == sorted([loser.pk, test.parent_id])
+    assert tick().sent == 40
+    assert tick().sent == 0
+    assert sorted(finished()) == sorted([loser.pk, test.parent_id, winner.pk])
