@@ -5,7 +5,7 @@ massmail.preview."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.admin.utils import unquote
@@ -85,9 +85,6 @@ class Progress:
     unknown: int
     canceled: int
     next_portion_at: datetime | None
-    # Pending items held back, as (label, count): what the engine records today (retry
-    # backoff, provider throttling); a new kind of hold is one more entry in holds_of().
-    holds: list[tuple[str, int]] = field(default_factory=list)
     finish_at: datetime | None = None  # estimated, from the hourly cap and the queue
     silent: SilentClaims | None = None  # "sending now" items nobody is sending
 
@@ -117,8 +114,6 @@ def progress_of(mass_email: MassEmail, now: datetime | None = None) -> Progress:
         canceled=counts.get(Status.CANCELED, 0),
         next_portion_at=next_portion_at(now) if waiting else None,
     )
-    if progress.pending:
-        progress.holds = holds_of(mass_email, now)
     if progress.sending:
         progress.silent = silent_claims(mass_email, now)
     if progress.next_portion_at is not None:
@@ -126,18 +121,6 @@ def progress_of(mass_email: MassEmail, now: datetime | None = None) -> Progress:
             progress.pending + progress.sending, progress.next_portion_at
         )
     return progress
-
-
-def holds_of(mass_email: MassEmail, now: datetime) -> list[tuple[str, int]]:
-    """Pending items that will not go at the next tick, and why."""
-    pending = mass_email.queue_items.filter(status=Status.PENDING, is_test=False)
-    waiting = pending.filter(next_attempt_at__gt=now).count()
-    throttled = pending.filter(last_error__startswith="throttled:").count()
-    holds = [
-        ("waiting to retry after a temporary error", waiting),
-        ("put back after the provider throttled sending", throttled),
-    ]
-    return [(label, count) for label, count in holds if count]
 
 
 def estimated_finish(remaining: int, first_portion_at: datetime) -> datetime:
