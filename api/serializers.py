@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from campaigns.models import Campaign, CampaignLogRecord, EmailTemplate
-from massmail.models import MassEmail
+from massmail.models import MassEmail, SplitTest
+from massmail.splittests import variant_figures
 from targets.models import Contact, Lead, TargetList, validate_address
 from targets.registry import target_type_by_key
 
@@ -323,3 +325,67 @@ class StatisticsSerializer(serializers.Serializer):
     open_tracking = serializers.BooleanField()
     figures = FigureSerializer(many=True)
     links = LinkClicksSerializer(many=True)
+
+
+class SplitVariantSerializer(serializers.Serializer):
+    """A variant's figures (massmail.splittests.VariantFigures)."""
+
+    letter = serializers.CharField(source="variant.letter")
+    mass_email = serializers.IntegerField(source="variant.mass_email_id")
+    sent = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+    opened_percent = serializers.DecimalField(max_digits=6, decimal_places=2)
+    clicked_percent = serializers.DecimalField(max_digits=6, decimal_places=2)
+
+
+class SplitTestSerializer(serializers.ModelSerializer):
+    """An A/B test with its variants' figures (people's opens and clicks)."""
+
+    variants = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SplitTest
+        fields = [
+            "id",
+            "parent",
+            "test_percent",
+            "wait",
+            "metric",
+            "min_events",
+            "tie_variant",
+            "state",
+            "split_at",
+            "decided_at",
+            "winner",
+            "decision",
+            "variants",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(SplitVariantSerializer(many=True))
+    def get_variants(self, test: SplitTest) -> list[dict]:
+        return [SplitVariantSerializer(f).data for f in variant_figures(test)]
+
+
+class SplitTestVariantInput(serializers.Serializer):
+    subject = serializers.CharField(max_length=400, required=False, allow_blank=True)
+    from_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    email_template = serializers.IntegerField(required=False, allow_null=True)
+
+
+class SplitTestCreateSerializer(serializers.Serializer):
+    """A new test, checked by the admin's own form (SplitTestForm): the parent not started,
+    2 to 4 variants, the tie variant one of them."""
+
+    parent = serializers.IntegerField()
+    test_percent = serializers.IntegerField(required=False)
+    wait = serializers.DurationField(required=False)
+    metric = serializers.CharField(required=False)
+    min_events = serializers.IntegerField(required=False)
+    tie_variant = serializers.CharField(required=False)
+    variants = SplitTestVariantInput(many=True)
+
+
+class PickSerializer(serializers.Serializer):
+    letter = serializers.CharField(max_length=1)

@@ -11,6 +11,7 @@ router.register("leads", views.LeadViewSet)
 router.register("templates", views.EmailTemplateViewSet)
 router.register("campaigns", views.CampaignViewSet)
 router.register("mass-emails", views.MassEmailViewSet)
+router.register("split-tests", views.SplitTestViewSet)
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -19,8 +19,10 @@ from api.pagination import NewestFirst
 from campaigns.log import LOG_FILTERS, filtered_log
 from campaigns.models import Campaign, EmailTemplate
 from campaigns.statistics import campaign_statistics, link_clicks
-from massmail.models import MassEmail
+from massmail.models import MassEmail, SplitTest
 from massmail.send_test import send_test
+from massmail.split_test_form import SplitTestForm
+from massmail.splittests import LETTERS, create_split_test, pick_winner
 from targets import membership
 from targets.importing import upsert_records
 from targets.models import Contact, Lead, RecordEmailAddress, TargetList
@@ -308,3 +310,77 @@ class MassEmailViewSet(viewsets.ModelViewSet):
         mass_email.refresh_from_db(fields=["status"])
         detail = f"A mass email cannot {verb} while {mass_email.get_status_display()}."
         return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+
+
+class SplitTestViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """A/B tests: made as in the admin (its form checks the same rules), read with their
+    variants' figures, and the winner picked by hand (any metric, while testing)."""
+
+    queryset = SplitTest.objects.select_related("parent").order_by("-id")
+    serializer_class = s.SplitTestSerializer
+    action_permissions = {"pick": ["massmail.change_massemail"]}
+
+    @extend_schema(request=s.SplitTestCreateSerializer, responses={201: s.SplitTestSerializer})
+    def create(self, request, *args, **kwargs):
+        given = s.SplitTestCreateSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = dict(given.validated_data)
+        variants = data.pop("variants")
+        if len(variants) > len(LETTERS):
+            raise ValidationError({"variants": [f"At most {len(LETTERS)} variants."]})
+        # What the request leaves out is the model's default, as on the admin's form.
+        form_data = {
+            name: SplitTest._meta.get_field(name).get_default()
+            for name in SplitTestForm.Meta.fields
+            if name != "parent"
+        }
+        form_data.update(data)
+        for letter, variant in zip(LETTERS, variants, strict=False):
+            low = letter.lower()
+            form_data[f"subject_{low}"] = variant.get("subject", "")
+            form_data[f"from_name_{low}"] = variant.get("from_name", "")
+            form_data[f"template_{low}"] = variant.get("email_template") or ""
+        form = SplitTestForm(data=form_data)
+        if not form.is_valid():
+            raise ValidationError(_form_errors(form))
+        fields = {name: form.cleaned_data[name] for name in SplitTestForm.Meta.fields}
+        test = create_split_test(fields.pop("parent"), form.cleaned_data["variants"], **fields)
+        return Response(self.get_serializer(test).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.PickSerializer, responses=s.SplitTestSerializer)
+    @action(detail=True, methods=["post"])
+    def pick(self, request, pk=None):
+        """This variant wins: the rest of the parent's queue goes to it."""
+        test = self.get_object()
+        given = s.PickSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        letter = given.validated_data["letter"].upper()
+        if not pick_winner(test.pk, letter, by=request.user.get_username()):
+            test.refresh_from_db()
+            if test.state != SplitTest.State.TESTING:
+                detail = (
+                    f"A winner can be picked only while testing, not {test.get_state_display()}."
+                )
+                return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+            raise ValidationError({"letter": f"No variant {letter} in this test."})
+        test.refresh_from_db()
+        return Response(self.get_serializer(test).data)
+
+
+def _form_errors(form) -> dict:
+    """The form's errors under the request's names: a variant's under "variants"."""
+    errors: dict[str, list[str]] = {}
+    for name, messages in form.errors.items():
+        key, _, low = name.rpartition("_")
+        if key in ("subject", "from_name", "template"):
+            field = "email_template" if key == "template" else key
+            messages = [f"Variant {low.upper()}, {field}: {m}" for m in messages]
+            name = "variants"
+        name = "non_field_errors" if name == "__all__" else name
+        errors.setdefault(name, []).extend(messages)
+    return errors
