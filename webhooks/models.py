@@ -63,6 +63,19 @@ class WebhookEndpoint(models.Model):
         return self.name
 
 
+def reference(to: str) -> models.ForeignKey:
+    """What an event is about: nullable, no constraint or index (the outbox is written
+    by triggers and read by endpoint); set to null by Django's on_delete only."""
+    return models.ForeignKey(
+        to,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+
+
 class WebhookEvent(models.Model):
     """One event for one endpoint: the outbox row, pending until the endpoint took it."""
 
@@ -77,67 +90,18 @@ class WebhookEvent(models.Model):
     # What the event is about, copied by the trigger from the source row (so a log
     # entry deleted later still gives its event); references are kept by Django's
     # on_delete only, as the campaign log's are.
-    campaign = models.ForeignKey(
-        "campaigns.Campaign",
-        null=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
-    mass_email = models.ForeignKey(
-        "massmail.MassEmail",
-        null=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
-    queue_item = models.ForeignKey(
-        "massmail.QueueItem",
-        null=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
-    content_type = models.ForeignKey(
-        "contenttypes.ContentType",
-        null=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
+    campaign = reference("campaigns.Campaign")
+    mass_email = reference("massmail.MassEmail")
+    queue_item = reference("massmail.QueueItem")
+    content_type = reference("contenttypes.ContentType")
     object_id = models.BigIntegerField(null=True)
     email_address = models.CharField(max_length=254, blank=True)
-    tracking_url = models.ForeignKey(
-        "tracking.TrackingUrl",
-        null=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
-    hit = models.ForeignKey(
-        "tracking.Hit",
-        null=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
+    tracking_url = reference("tracking.TrackingUrl")
+    hit = reference("tracking.Hit")
     # A subscribed event's form, and the lists the person joined as they were then
     # ([{"id": ..., "name": ...}], so a list renamed later does not change it); null
     # for the other types (the older triggers leave the column out).
-    subscription_form = models.ForeignKey(
-        "subscriptions.SubscriptionForm",
-        null=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
+    subscription_form = reference("subscriptions.SubscriptionForm")
     target_lists = models.JSONField(null=True, blank=True)
     is_test = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
